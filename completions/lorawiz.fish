@@ -1,0 +1,1 @@
+complete --command lorawiz --no-files --arguments "(env _LORAWIZ_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) lorawiz)" --condition "env _LORAWIZ_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) lorawiz"

@@ -1,0 +1,101 @@
+"""Options shared by several commands, declared once. Help text comes from the config schema.
+
+Each typed flag's parameter name is the config knob it sets, and it accepts both spellings
+(`--learning-rate` and `--learning_rate`), so flat `--config_file` pipelines keep their flags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from lorawiz.config import knob_help
+
+CONFIG_PANEL = "Configuration"
+FLAG_PANEL = "Common settings (override presets and files)"
+
+
+def _flag(name: str, *extra: str, short: str | None = None) -> Any:
+    dashed = "--" + name.replace("_", "-")
+    names = [dashed, "--" + name] if "_" in name else [dashed]
+    names += list(extra)
+    if short:
+        names.append(short)
+    return typer.Option(*names, help=knob_help(name), rich_help_panel=FLAG_PANEL, show_default=False)
+
+
+def _switch(name: str) -> Any:
+    dashed = name.replace("_", "-")
+    decls = [f"--{dashed}/--no-{dashed}"]
+    if "_" in name:
+        decls.append(f"--{name}/--no_{name}")
+    return typer.Option(*decls, help=knob_help(name), rich_help_panel=FLAG_PANEL, show_default=False)
+
+
+def _complete_preset(incomplete: str) -> list[str]:
+    from lorawiz.presets import find_presets
+
+    return [name for name in find_presets() if name.startswith(incomplete)]
+
+
+ConfigArg = Annotated[
+    Path | None,
+    typer.Argument(help="A lorawiz config file (YAML or JSON, flat or sectioned).", show_default=False),
+]
+PresetOpt = Annotated[
+    str | None,
+    typer.Option("--preset", "-p", help="A preset name (`lorawiz presets`) or a YAML file.",
+                 autocompletion=_complete_preset, rich_help_panel=CONFIG_PANEL, show_default=False),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", metavar="KEY=VALUE",
+                 help="Set any config key, e.g. --set lora.lora_r=16 or --set warmup_ratio=0.05. Repeatable.",
+                 rich_help_panel=CONFIG_PANEL, show_default=False),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+
+# Typed flags: the parameter name is the knob name.
+ModelOpt = Annotated[str | None, _flag("model_name_or_path", "--model", short="-m")]
+TrainFileOpt = Annotated[str | None, _flag("train_file", "--data")]
+ValidationFileOpt = Annotated[str | None, _flag("validation_file", "--val-data")]
+TaskOpt = Annotated[str | None, _flag("task")]
+OutputDirOpt = Annotated[str | None, _flag("output_dir", short="-o")]
+MaxSeqLengthOpt = Annotated[int | None, _flag("max_seq_length")]
+LoraROpt = Annotated[int | None, _flag("lora_r")]
+LoraAlphaOpt = Annotated[int | None, _flag("lora_alpha")]
+LoraDropoutOpt = Annotated[float | None, _flag("lora_dropout")]
+LearningRateOpt = Annotated[float | None, _flag("learning_rate")]
+EpochsOpt = Annotated[float | None, _flag("num_train_epochs", "--epochs")]
+MaxStepsOpt = Annotated[int | None, _flag("max_steps")]
+BatchSizeOpt = Annotated[int | None, _flag("per_device_train_batch_size", "--batch-size")]
+GradAccumOpt = Annotated[int | None, _flag("gradient_accumulation_steps")]
+WarmupRatioOpt = Annotated[float | None, _flag("warmup_ratio")]
+WarmupStepsOpt = Annotated[int | None, _flag("warmup_steps")]
+SeedOpt = Annotated[int | None, _flag("seed")]
+PatienceOpt = Annotated[int | None, _flag("early_stopping_patience")]
+LoadIn4bitOpt = Annotated[bool | None, _switch("load_in_4bit")]
+Bf16Opt = Annotated[bool | None, _switch("bf16")]
+Fp16Opt = Annotated[bool | None, _switch("fp16")]
+GradCkptOpt = Annotated[bool | None, _switch("gradient_checkpointing")]
+PackingOpt = Annotated[bool | None, _switch("packing")]
+
+TYPED_FLAGS = (
+    "model_name_or_path", "train_file", "validation_file", "task", "output_dir", "max_seq_length",
+    "lora_r", "lora_alpha", "lora_dropout", "learning_rate", "num_train_epochs", "max_steps",
+    "per_device_train_batch_size", "gradient_accumulation_steps", "warmup_ratio", "warmup_steps", "seed",
+    "early_stopping_patience", "load_in_4bit", "bf16", "fp16", "gradient_checkpointing", "packing",
+)
+
+
+def typed_flags(params: dict[str, Any]) -> dict[str, Any]:
+    """The typed flags a command received (None = not given), keyed by knob name."""
+    return {name: params[name] for name in TYPED_FLAGS if params.get(name) is not None}
+
+
+def flag_spellings() -> dict[str, str]:
+    """How to name each typed flag in messages and provenance."""
+    short = {"model_name_or_path": "--model", "train_file": "--data", "validation_file": "--val-data"}
+    return {name: short.get(name, "--" + name.replace("_", "-")) for name in TYPED_FLAGS}

@@ -1,0 +1,111 @@
+"""`lorawiz config show`: the fully resolved configuration and where every value came from."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from lorawiz.cli import _options as opt
+from lorawiz.cli._funnel import funnel
+
+app = typer.Typer(help="Inspect configurations.", no_args_is_help=True, rich_markup_mode=None)
+
+
+@app.command("show")
+@funnel
+def show(
+    config: opt.ConfigArg = None,
+    preset: opt.PresetOpt = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", "-s", metavar="KEY=VALUE",
+                                                   help="Set any config key, e.g. --set lora.lora_r=16 or "
+                                                        "--set warmup_ratio=0.05. Repeatable.",
+                                                   rich_help_panel=opt.CONFIG_PANEL, show_default=False)] = None,
+    as_json: opt.JsonOpt = False,
+    model_name_or_path: opt.ModelOpt = None,
+    train_file: opt.TrainFileOpt = None,
+    validation_file: opt.ValidationFileOpt = None,
+    task: opt.TaskOpt = None,
+    output_dir: opt.OutputDirOpt = None,
+    max_seq_length: opt.MaxSeqLengthOpt = None,
+    lora_r: opt.LoraROpt = None,
+    lora_alpha: opt.LoraAlphaOpt = None,
+    lora_dropout: opt.LoraDropoutOpt = None,
+    learning_rate: opt.LearningRateOpt = None,
+    num_train_epochs: opt.EpochsOpt = None,
+    max_steps: opt.MaxStepsOpt = None,
+    per_device_train_batch_size: opt.BatchSizeOpt = None,
+    gradient_accumulation_steps: opt.GradAccumOpt = None,
+    warmup_ratio: opt.WarmupRatioOpt = None,
+    warmup_steps: opt.WarmupStepsOpt = None,
+    seed: opt.SeedOpt = None,
+    early_stopping_patience: opt.PatienceOpt = None,
+    load_in_4bit: opt.LoadIn4bitOpt = None,
+    bf16: opt.Bf16Opt = None,
+    fp16: opt.Fp16Opt = None,
+    gradient_checkpointing: opt.GradCkptOpt = None,
+    packing: opt.PackingOpt = None,
+) -> None:
+    """Show the resolved configuration with the source of every value.
+
+    Precedence, lowest first: built-in defaults < --preset < CONFIG file < --set < typed flags.
+    "auto" means the recommender picks the value for your hardware and data when you plan or train.
+
+    \b
+    Examples:
+      lorawiz config show --preset standard
+      lorawiz config show configs/default.json --learning_rate 3e-4 --lora_r 64
+      lorawiz config show run.yaml --set lora.lora_dropout=0.1 --json
+    """
+    from lorawiz.config import resolve_config
+
+    resolved = resolve_config(
+        config,
+        preset=preset,
+        set_items=set_ or (),
+        flags=opt.typed_flags(locals()),
+        flag_names=opt.flag_spellings(),
+    )
+    if as_json:
+        typer.echo(json.dumps({"config": resolved.as_dict(), "sources": resolved.sources}, indent=2))
+        return
+    render_config(resolved)
+
+
+def render_config(resolved: Any) -> None:
+    """A table of section, key, value and source; auto values are marked as the recommender's."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from lorawiz.config import KNOBS
+    from lorawiz.console import get_console, is_plain
+
+    plain = is_plain()
+    table = Table(box=None if plain else box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("key", style="cyan", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    table.add_column("source", style="dim")
+    for section, values in resolved.as_dict().items():
+        table.add_row(f"[bold]{section}[/]", "", "")
+        for name, value in values.items():
+            source = resolved.sources.get(name, "default")
+            if value is None and KNOBS[name].auto:
+                shown, source = "[yellow]auto[/]", f"{source} (recommender)"
+            else:
+                shown = escape(_format_value(value))
+            table.add_row(f"  {name}", shown, escape(source))
+    get_console().print(table)
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]" if value else "[]"
+    return str(value)
