@@ -671,6 +671,22 @@ def resolve_config(
     return validate(values, sources, where, [p for layer in layers for p in layer.problems])
 
 
+def format_value(value: Any) -> str:
+    """How a value reads in tables and messages: `2e-4`, `true`, `[q_proj, v_proj]`, `-` for unset."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if value != 0 and abs(value) < 1e-3:
+            mantissa, exponent = f"{value:e}".split("e")
+            return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)
+
+
 def to_sectioned(flat: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Group flat knob values by section, in schema order."""
     return {s: {k.name: flat[k.name] for k in knobs if k.name in flat} for s, knobs in SECTIONS.items()}

@@ -79,7 +79,7 @@ def render_config(resolved: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from lorawiz.config import KNOBS
+    from lorawiz.config import KNOBS, format_value
     from lorawiz.console import get_console, is_plain
 
     plain = is_plain()
@@ -94,18 +94,6 @@ def render_config(resolved: Any) -> None:
             if value is None and KNOBS[name].auto:
                 shown, source = "[yellow]auto[/]", f"{source} (recommender)"
             else:
-                shown = escape(_format_value(value))
+                shown = escape(format_value(value))
             table.add_row(f"  {name}", shown, escape(source))
     get_console().print(table)
-
-
-def _format_value(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, list):
-        return "[" + ", ".join(map(str, value)) + "]" if value else "[]"
-    return str(value)

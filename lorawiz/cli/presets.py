@@ -62,6 +62,8 @@ def list_presets(ctx: typer.Context) -> None:
 
 def describe_values(values: dict) -> str:
     """A compact summary of what a preset fixes, e.g. `r=32 alpha=32 lr=2e-4 batch=4 accum=4`."""
+    from lorawiz.config import format_value
+
     parts = []
     for key, label in KEY_VALUES:
         if key not in values or values[key] is None:
@@ -72,7 +74,7 @@ def describe_values(values: dict) -> str:
         if isinstance(value, bool):
             parts.append(label if value else f"no {label}")
         else:
-            parts.append(f"{label}={value:g}" if isinstance(value, float) else f"{label}={value}")
+            parts.append(f"{label}={format_value(value)}")
     return " ".join(parts) or "all from the recommender"
 
 
