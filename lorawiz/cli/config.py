@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
@@ -18,10 +18,7 @@ app = typer.Typer(help="Inspect configurations.", no_args_is_help=True, rich_mar
 def show(
     config: opt.ConfigArg = None,
     preset: opt.PresetOpt = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", "-s", metavar="KEY=VALUE",
-                                                   help="Set any config key, e.g. --set lora.lora_r=16 or "
-                                                        "--set warmup_ratio=0.05. Repeatable.",
-                                                   rich_help_panel=opt.CONFIG_PANEL, show_default=False)] = None,
+    set_: opt.SetOpt = None,
     as_json: opt.JsonOpt = False,
     model_name_or_path: opt.ModelOpt = None,
     train_file: opt.TrainFileOpt = None,

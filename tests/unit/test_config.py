@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lorawiz.config import (
     KNOBS,
@@ -288,3 +290,46 @@ def test_set_item_without_equals_is_reported():
 def test_read_config_file_keeps_line_numbers(tmp_path):
     layer = read_config_file(write(tmp_path, "x.yaml", "# comment\nlora:\n  lora_r: 4\n"))
     assert layer.where["lora_r"].endswith("x.yaml line 3")
+
+
+# --- property-based: whatever a user writes, the reader answers with a config or a clean error --------------
+
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                    st.text(max_size=12), st.sampled_from(["all-linear", "nf4", "steps", "no", "2e-4", "fp16"]))
+KEYS = st.one_of(st.sampled_from(sorted(KNOBS)), st.sampled_from(sorted(SECTIONS)), st.text(max_size=10))
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=4),
+                      max_leaves=8)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.dictionaries(KEYS, VALUES, max_size=6), as_json=st.booleans())
+def test_any_mapping_gives_a_config_or_a_clean_error(tmp_path, data, as_json):
+    import yaml
+
+    path = tmp_path / ("c.json" if as_json else "c.yaml")
+    path.write_text(json.dumps(data) if as_json else yaml.safe_dump(data), encoding="utf-8")
+    try:
+        resolve_config(path)
+    except LorawizError as exc:
+        assert exc.exit_code == 2 and str(exc)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=200), suffix=st.sampled_from([".yaml", ".json", ".yml"]))
+def test_any_text_gives_a_config_or_a_clean_error(tmp_path, text, suffix):
+    path = tmp_path / f"c{suffix}"
+    path.write_text(text, encoding="utf-8")
+    try:
+        resolve_config(path)
+    except LorawizError as exc:
+        assert exc.exit_code == 2
+
+
+@settings(max_examples=100, deadline=None)
+@given(items=st.lists(st.text(max_size=30), max_size=4))
+def test_any_set_items_give_a_config_or_a_clean_error(items):
+    try:
+        resolve_config(set_items=items)
+    except LorawizError as exc:
+        assert exc.exit_code == 2
