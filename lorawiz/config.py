@@ -288,7 +288,7 @@ def _is_set(value: Any) -> bool:
 # Reading config files
 
 
-def read_config_file(path: str | Path, *, label_prefix: str = "file") -> Layer:
+def read_config_file(path: str | Path) -> Layer:
     """Load a YAML or JSON config, flat (`lora_r: 16`) or sectioned (`lora: {lora_r: 16}`), into a Layer.
 
     Unknown keys and keys in the wrong section are kept in `layer.problems`, with the line they are on, so
@@ -297,7 +297,7 @@ def read_config_file(path: str | Path, *, label_prefix: str = "file") -> Layer:
     path = Path(path)
     text = _read_text(path)
     data, lines = _parse(path, text)
-    layer = Layer(f"{label_prefix} {path}")
+    layer = Layer(f"file {path}")
     problems = layer.problems
 
     def at(key_path: tuple[str, ...]) -> str:
@@ -649,12 +649,8 @@ def resolve_config(
     set_items: Iterable[str] = (),
     flags: Mapping[str, Any] | None = None,
     flag_names: Mapping[str, str] | None = None,
-    extra_layers: Iterable[tuple[int, Layer]] = (),
 ) -> ResolvedConfig:
-    """Defaults < preset < config file < `--set` < typed flags, validated, with the source of every value.
-
-    `extra_layers` inserts (position, layer) pairs, e.g. the recommender's values between preset and file.
-    """
+    """Defaults < preset < config file < `--set` < typed flags, validated, with the source of every value."""
     from lorawiz import presets as preset_store
 
     layers = [defaults_layer()]
@@ -665,8 +661,6 @@ def resolve_config(
     if set_items:
         layers.append(parse_set_items(set_items))
     layers.append(flags_layer(flags or {}, flag_names or {}))
-    for position, layer in sorted(extra_layers, key=lambda p: p[0]):
-        layers.insert(position, layer)
     values, sources, where = merge_layers(layers)
     return validate(values, sources, where, [p for layer in layers for p in layer.problems])
 
@@ -685,8 +679,3 @@ def format_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(map(str, value)) + "]"
     return str(value)
-
-
-def to_sectioned(flat: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Group flat knob values by section, in schema order."""
-    return {s: {k.name: flat[k.name] for k in knobs if k.name in flat} for s, knobs in SECTIONS.items()}

@@ -59,7 +59,7 @@ def load_preset(name: str):
     from lorawiz.config import read_config_file
 
     path = preset_path(name)
-    layer = read_config_file(path, label_prefix="preset")
+    layer = read_config_file(path)
     layer.label = f"preset {path.stem}"
     return layer
 
