@@ -12,6 +12,7 @@ import typer
 
 from lorawiz import __version__
 from lorawiz.cli import completion, config, presets
+from lorawiz.cli.format import format_command
 
 app = typer.Typer(
     name="lorawiz",
@@ -45,6 +46,7 @@ def root(
 
 app.add_typer(presets.app, name="presets")
 app.add_typer(config.app, name="config")
+app.command("format")(format_command)
 app.command("completion")(completion.completion)
 
 

@@ -47,6 +47,7 @@ def loaded_heavy_modules(*args: str, **env: str) -> list[str]:
         ["presets", "show", "--help"],
         ["config", "show", "--help"],
         ["completion", "--help"],
+        ["format", "--help"],
         ["presets"],
         ["config", "show", "--preset", "default"],
     ],

@@ -1,0 +1,1 @@
+"""Dataset readers, writers, shape detection and conversion, shared by format, train and eval."""
