@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,14 @@ def file_kind(path: Path) -> str:
     return kind
 
 
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?$")  # org/name, optionally :split
+
+
 def iter_rows(path: str | Path) -> Iterator[Row]:
-    """Every row of a data file with its line number (row number for Parquet)."""
+    """Every row of a data file with its line number (row number for Parquet and Hub datasets)."""
+    if not Path(path).exists() and HUB_ID.match(str(path)):
+        yield from _iter_hub(str(path))
+        return
     path = Path(path)
     if not path.is_file():
         raise LorawizError(f"{path} not found." if not path.exists() else f"{path} is not a file.",
@@ -166,3 +173,16 @@ def _iter_parquet(path: Path) -> Iterator[Row]:
         for row in batch.to_pylist():
             number += 1
             yield number, row
+
+
+def _iter_hub(dataset_id: str) -> Iterator[Row]:
+    """A Hugging Face Hub dataset (`org/name` or `org/name:split`), streamed."""
+    name, _, split = dataset_id.partition(":")
+    try:
+        from datasets import load_dataset
+
+        rows = load_dataset(name, split=split or "train", streaming=True)
+        yield from enumerate(rows, start=1)
+    except (OSError, ValueError, ConnectionError) as exc:
+        raise LorawizError(f"{dataset_id}: not a local file, and the Hub dataset could not be loaded ({exc}).",
+                           hint="Check the path, or the dataset id and your network / HF_TOKEN.") from exc
