@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from lorawiz.cli._funnel import funnel
+from lorawiz.data.formats import SHAPES  # stdlib-only module: cheap at start-up
 
-SHAPE_CHOICES = "auto|alpaca|sharegpt|messages|prompt-completion|text|classification"
+SHAPE_CHOICES = "|".join(("auto", *SHAPES))
 
 
 @funnel
