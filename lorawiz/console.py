@@ -48,6 +48,34 @@ def get_console(stderr: bool = False):
     )
 
 
+def say(text: str, stderr: bool = False) -> None:
+    """One line of plain text (no markup, no highlighting, never wrapped), on stdout or stderr."""
+    stream = sys.stderr if stderr else sys.stdout
+    if is_plain(stream):  # print() keeps tabs, which rich would expand to spaces
+        print(text, file=stream)
+    else:
+        get_console(stderr).print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def print_table(headers: list[str], rows: list[list[Any]], title: str | None = None) -> None:
+    """A table: a rich Table in a terminal, tab-separated lines (easy to cut and grep) elsewhere."""
+    console = get_console()
+    if is_plain(sys.stdout):
+        if title:
+            say(title)
+        for row in [headers, *rows]:
+            say("\t".join(str(cell) for cell in row))
+        return
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    console.print(table)
+
+
 def _terminal_width() -> int:
     try:
         return int(os.environ.get("COLUMNS", "0")) or 100

@@ -13,6 +13,9 @@ import typer
 from lorawiz import __version__
 from lorawiz.cli import completion, config, presets
 from lorawiz.cli.format import format_command
+from lorawiz.cli.inspect import inspect_command
+from lorawiz.cli.mix import mix_command
+from lorawiz.cli.split import split_command
 
 app = typer.Typer(
     name="lorawiz",
@@ -47,6 +50,9 @@ def root(
 app.add_typer(presets.app, name="presets")
 app.add_typer(config.app, name="config")
 app.command("format")(format_command)
+app.command("split")(split_command)
+app.command("mix")(mix_command)
+app.command("inspect")(inspect_command)
 app.command("completion")(completion.completion)
 
 

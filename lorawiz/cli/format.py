@@ -42,20 +42,18 @@ def format_command(
       lorawiz format tickets.csv -o train.jsonl --from classification --text-field body --label-field team
       lorawiz format raw.jsonl -o clean.jsonl --skip-bad --rejects bad.jsonl
     """
-    from lorawiz.console import get_console
+    from lorawiz.console import say
     from lorawiz.data.convert import format_file
     from lorawiz.data.formats import ConvertOptions
 
     opts = ConvertOptions(shape=shape, system=system, text_field=text_field, label_field=label_field,
                           labels=tuple(x.strip() for x in labels.split(",") if x.strip()) if labels else None)
     report = format_file(input_path, output, opts, skip_bad=skip_bad, rejects=rejects, overwrite=overwrite)
-    console = get_console()
-    console.print(f"shape: {report.shape} ({report.reason})", markup=False)
-    console.print(f"wrote {report.rows_written} of {report.rows_read} rows to {report.output}", markup=False)
+    say(f"shape: {report.shape} ({report.reason})")
+    say(f"wrote {report.rows_written} of {report.rows_read} rows to {report.output}")
     if report.rejected:
         kinds = ", ".join(f"{kind}: {count}" for kind, count in report.rejected.most_common())
-        console.print(f"set aside {sum(report.rejected.values())} bad rows ({kinds}) in {report.rejects_path}",
-                      markup=False)
+        say(f"set aside {sum(report.rejected.values())} bad rows ({kinds}) in {report.rejects_path}")
     if report.meta_path:
         shown = ", ".join(f"{label} ({count})" for label, count in report.labels.items())
-        console.print(f"labels: {shown}; recorded in {report.meta_path}", markup=False)
+        say(f"labels: {shown}; recorded in {report.meta_path}")

@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,18 @@ def resolve_shape(source: Path, opts: ConvertOptions) -> tuple[str, str]:
     except RowProblem as exc:
         raise LorawizError(f"{source}: {exc.detail}.", hint="Pass --from SHAPE to say which shape it is.") from exc
     return detection.shape, detection.reason
+
+
+def iter_canonical(source: Path, shape: str, opts: ConvertOptions) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
+    """Every row of `source` converted from `shape` to canonical form, or the RowProblem that stopped it."""
+    for line, row in iter_rows(source):
+        if isinstance(row, RowProblem):
+            yield line, row
+            continue
+        try:
+            yield line, convert_row(row, shape, opts)
+        except RowProblem as problem:
+            yield line, problem
 
 
 def format_file(source: str | Path, output: str | Path, opts: ConvertOptions | None = None, *,

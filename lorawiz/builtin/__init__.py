@@ -1,0 +1,1 @@
+"""Things lorawiz builds for itself: a tokenizer (and later a tiny model and sample data) that need no download."""

@@ -1,0 +1,87 @@
+"""`lorawiz split`, `mix` and `inspect` from the command line: flags, messages, exit codes, nothing lost."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
+
+
+def write_chat(path: Path, n: int, prefix: str = "q") -> Path:
+    path.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"{prefix} {i}"},
+                                                     {"role": "assistant", "content": f"label{i % 3}"}]}) + "\n"
+                            for i in range(n)))
+    return path
+
+
+def test_split_reports_sides_and_classes(cli, tmp_path):
+    source = write_chat(tmp_path / "d.jsonl", 90)
+    result = cli("split", str(source), "--train-out", str(tmp_path / "t.jsonl"), "--val-out",
+                 str(tmp_path / "v.jsonl"), "--test-out", str(tmp_path / "x.jsonl"), "--test-ratio", "0.1",
+                 "--stratify", "label", "--seed", "1")
+    assert result.exit_code == 0, result.output
+    assert "found no duplicate rows" in result.output
+    assert "train: 72 rows (80.0%)" in result.output and "val: 9 rows" in result.output
+    assert "label0\t24\t3\t3\t30" in result.output  # plain table: class, train, val, test, all
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--val-ratio", "0.1", "--val-size", "5"], "--val-ratio and --val-size both given"),
+    (["--val-ratio", "1.5"], "--val-ratio 1.5: must be between 0 and 1"),
+    (["--test-ratio", "0.1"], "without --test-out"),
+    (["--test-out", "X"], "--test-out needs a size"),
+    (["--val-ratio", "0.6", "--test-out", "X", "--test-ratio", "0.5"], "leave nothing to train on"),
+    (["--stratify", "team"], '--stratify team'),
+])
+def test_split_flag_errors_exit_2_without_traceback(cli, tmp_path, flags, message):
+    source = write_chat(tmp_path / "d.jsonl", 30)
+    result = cli("split", str(source), "--train-out", str(tmp_path / "t.jsonl"), "--val-out",
+                 str(tmp_path / "v.jsonl"), *flags)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "t.jsonl").exists()
+
+
+def test_mix_prints_achieved_shares(cli, tmp_path):
+    domain = write_chat(tmp_path / "domain.jsonl", 80, "domain")
+    general = write_chat(tmp_path / "general.jsonl", 500, "general")
+    out = tmp_path / "mixed.jsonl"
+    result = cli("mix", f"{domain}:0.8", f"{general}:0.2", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert f"{domain}\tmessages\t80\t80.0%\t80\t80.0%\tno" in result.output
+    assert f"{general}\tmessages\t500\t20.0%\t20\t20.0%\tno" in result.output
+    assert f"wrote 100 rows to {out}" in result.output and len(out.read_text().splitlines()) == 100
+    result = cli("mix", f"{domain}:0.8", f"{general}:0.2", "-o", str(tmp_path / "m2.jsonl"), "--size", "200")
+    assert result.exit_code == 2 and "--allow-repeat" in result.output and not (tmp_path / "m2.jsonl").exists()
+    result = cli("mix", f"{domain}:0.8", f"{general}:0.2", "-o", str(out))
+    assert result.exit_code == 2 and "already exists" in result.output
+
+
+def test_inspect_text_and_json(cli, tmp_path):
+    source = write_chat(tmp_path / "d.jsonl", 50)
+    result = cli("inspect", str(source))
+    assert result.exit_code == 0, result.output
+    assert "rows: 50" in result.output and "length (estimated tokens): p50" in result.output
+    assert "suggested max_seq_length: 64" in result.output and "rows by length" in result.output
+    result = cli("inspect", str(source), "--json", "--max-seq-length", "3")
+    data = json.loads(result.output)
+    assert data["rows"] == 50 and data["length"]["unit"] == "estimated tokens"
+    assert data["max_seq_length"] == 3 and data["truncated_rows"] == 50
+    assert sum(b["rows"] for b in data["histogram"]) == 50
+
+
+def test_inspect_refuses_preference_data_and_bad_flags(cli, tmp_path):
+    result = cli("inspect", str(FIXTURES / "preference.jsonl"))
+    assert result.exit_code == 2 and "preference data" in result.output
+    result = cli("inspect", str(FIXTURES / "text.jsonl"), "--max-seq-length", "0")
+    assert result.exit_code == 2 and "--max-seq-length 0" in result.output
+    result = cli("inspect", str(FIXTURES / "text.jsonl"), "--tokenizer", str(tmp_path / "nope"))
+    assert result.exit_code == 2 and "no such folder" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["split", "mix", "inspect"])
+def test_help_has_examples(cli, command):
+    result = cli(command, "--help")
+    assert result.exit_code == 0 and "Examples:" in result.output and f"lorawiz {command} " in result.output
