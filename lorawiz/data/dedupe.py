@@ -1,12 +1,12 @@
 """Row identity for dedupe: an exact key, and a key that ignores case and runs of whitespace.
 
-Keys are 64-bit BLAKE2b digests held as ints, so that holding one per row costs tens of bytes, not the row.
-At 64 bits the chance of any false match among 10M distinct rows is about 3e-6 (birthday bound n^2 / 2^65).
+Keys are Python's 64-bit string hash of the row's sorted-key JSON, so that holding one per row costs tens of
+bytes, not the row. They are valid within one process only (hash randomisation) and are never stored. At 64 bits
+the chance of any false match among 10M distinct rows is about 3e-6 (birthday bound n^2 / 2^65).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from array import array
 from dataclasses import dataclass, field
@@ -29,8 +29,7 @@ def _normalised(value: Any) -> Any:
 
 
 def _digest(value: Any) -> int:
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+    return hash(json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str))
 
 
 def row_keys(row: Any) -> tuple[int, int]:
@@ -47,7 +46,7 @@ class DuplicateFinder:
     """
 
     groups: dict[int, int] = field(default_factory=dict)  # normalised key -> group id
-    first_exact: array = field(default_factory=lambda: array("Q"))  # group id -> exact key of its first row
+    first_exact: array = field(default_factory=lambda: array("q"))  # group id -> exact key of its first row
     identical: int = 0
     near: int = 0
 

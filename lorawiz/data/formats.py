@@ -112,9 +112,9 @@ def detect_shape(sample: Iterable[Any], opts: ConvertOptions | None = None) -> D
 
 def convert_row(row: Any, shape: str, opts: ConvertOptions) -> dict[str, Any]:
     """One input row in `shape` -> one canonical row; RowProblem when it cannot be converted."""
-    if not isinstance(row, Mapping):
+    if type(row) is not dict and not isinstance(row, Mapping):  # the exact-type test first: it is the hot path
         raise RowProblem("not an object", f"expected a JSON object, got {type(row).__name__}")
-    if {"chosen", "rejected"} <= set(row):
+    if "chosen" in row and "rejected" in row:
         raise RowProblem("preference row", "chosen/rejected pairs are preference data, not SFT data")
     converter = _CONVERTERS[shape]
     result = converter(row, opts)

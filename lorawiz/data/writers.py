@@ -45,5 +45,4 @@ def atomic_output(path: str | Path, overwrite: bool = False, flag: str = "--over
 
 
 def write_jsonl_line(handle: IO[str], row: Any) -> None:
-    handle.write(json.dumps(row, ensure_ascii=False))
-    handle.write("\n")
+    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
