@@ -12,9 +12,11 @@ import typer
 
 from lorawiz import __version__
 from lorawiz.cli import completion, config, presets
+from lorawiz.cli.doctor import doctor_command
 from lorawiz.cli.format import format_command
 from lorawiz.cli.inspect import inspect_command
 from lorawiz.cli.mix import mix_command
+from lorawiz.cli.plan import plan_command
 from lorawiz.cli.split import split_command
 
 app = typer.Typer(
@@ -53,6 +55,8 @@ app.command("format")(format_command)
 app.command("split")(split_command)
 app.command("mix")(mix_command)
 app.command("inspect")(inspect_command)
+app.command("plan")(plan_command)
+app.command("doctor")(doctor_command)
 app.command("completion")(completion.completion)
 
 

@@ -126,6 +126,6 @@ def _histogram_lines(stats: Any, plain: bool) -> list[Any]:
         cut = b["from"] > stats.max_seq_length
         line = Text(f"{label} | ")
         line.append(bar.ljust(BAR_WIDTH), style="red" if cut else "green")
-        line.append(f" {b['rows']:,}" + (" (truncated)" if cut and plain else ""))
+        line.append(f" {b['rows']:,}" + (" (truncated)" if cut else ""))
         lines.append(line)
     return lines

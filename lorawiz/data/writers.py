@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +32,7 @@ def atomic_output(path: str | Path, overwrite: bool = False, flag: str = "--over
     """A text handle whose contents appear at `path` only if the block finishes without an exception."""
     path = Path(path)
     check_writable(path, overwrite, flag)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = _create_temp(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             yield handle
@@ -42,6 +42,17 @@ def atomic_output(path: str | Path, overwrite: bool = False, flag: str = "--over
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new file beside `path`, with the permissions the umask gives (mkstemp's would be owner-only)."""
+    for _ in range(100):
+        name = str(path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp"))
+        try:
+            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def write_jsonl_line(handle: IO[str], row: Any) -> None:

@@ -1,0 +1,460 @@
+"""Architecture facts of popular base models: the shapes a training-memory estimator needs.
+
+Pure: the standard library only at import time. `huggingface_hub` is imported inside `load_model_facts`, and only
+when a model is neither in the catalog nor on disk.
+
+Every number in `CATALOG` is the value of that key in the model's own `config.json` (checked against copies of the
+hub files, litgpt's `litgpt/config.py` and google/gemma_pytorch's `gemma/config.py`). `parameters()` reproduces the
+count the Hugging Face Hub reports for each checkpoint (`safetensors.total`; see tests/unit/test_catalog.py).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lorawiz.errors import LorawizError
+
+# Architectures whose attention and MLP projections are fused into one Linear each (modeling_phi3.py:
+# `qkv_proj`, `gate_up_proj`), so LoRA targets those names instead of q/k/v and gate/up.
+FUSED_PROJECTIONS = frozenset({"phi3"})
+
+# Structure that transformers hard-codes per architecture (modeling_<type>.py, transformers 5.17). A flag not
+# fixed here comes from the config (`attention_bias`, `mlp_bias`), as LlamaAttention and LlamaMLP read it.
+_ARCHITECTURE_TRAITS: dict[str, dict[str, Any]] = {
+    "qwen2": {"qkv_bias": True, "output_bias": False, "mlp_bias": False},  # q/k/v bias=True, o_proj bias=False
+    "qwen3": {"qk_norm": True, "mlp_bias": False},  # q_norm and k_norm over head_dim
+    "mistral": {"qkv_bias": False, "output_bias": False, "mlp_bias": False},
+    "gemma2": {"norms_per_layer": 4, "mlp_bias": False},  # pre/post norms around attention and around the MLP
+    "gemma3_text": {"qk_norm": True, "norms_per_layer": 4, "mlp_bias": False},
+    "phi3": {"qkv_bias": False, "output_bias": False, "mlp_bias": False},
+}
+
+# Values that shipped config.json files leave out because the transformers config class supplies them
+# (class defaults in configuration_<type>.py, transformers 5.17). Gemma 3's multimodal configs carry a sparse
+# `text_config` with no vocab_size or max_position_embeddings, for instance.
+_CONFIG_CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gemma": {"head_dim": 256, "tie_word_embeddings": True},
+    "gemma2": {
+        "vocab_size": 256000,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 4,
+        "head_dim": 256,
+        "max_position_embeddings": 8192,
+        "tie_word_embeddings": True,
+    },
+    "gemma3_text": {
+        "vocab_size": 262208,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 4,
+        "head_dim": 256,
+        "max_position_embeddings": 131072,
+        "tie_word_embeddings": True,
+    },
+    "qwen3": {"head_dim": 128},
+}
+
+# Multimodal wrappers whose text part has its own model_type (a text_config may omit it).
+_TEXT_MODEL_TYPES = {"gemma3": "gemma3_text"}
+
+_REQUIRED_KEYS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "intermediate_size",
+    "num_attention_heads",
+    "vocab_size",
+    "max_position_embeddings",
+)
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_LOCAL_HINT = "Pass the path of a local model folder (the one holding config.json), or a hub id when online."
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """The architecture of one decoder-only model, as far as parameter counts and memory go."""
+
+    name: str
+    """Hub id of the model (or the local folder it was read from), e.g. "meta-llama/Llama-3.1-8B"."""
+    architecture: str
+    """transformers `model_type` of the text model: llama, qwen2, qwen3, mistral, gemma2, gemma3_text, phi3."""
+    layers: int
+    """Decoder blocks (`num_hidden_layers`)."""
+    hidden: int
+    """Residual width (`hidden_size`)."""
+    intermediate: int
+    """MLP width (`intermediate_size`); gate, up and down projections all use it."""
+    heads: int
+    """Query heads (`num_attention_heads`)."""
+    kv_heads: int
+    """Key/value heads (`num_key_value_heads`); fewer than `heads` under grouped-query attention."""
+    head_dim: int
+    """Width of one head. Not always hidden / heads: Qwen3-4B has 2560 / 32 = 80 but head_dim 128."""
+    vocab: int
+    """Rows of the embedding matrix (`vocab_size`, padded), which can exceed the tokenizer's size."""
+    tied_embeddings: bool
+    """True when lm_head reuses the embedding matrix (`tie_word_embeddings`)."""
+    context_length: int
+    """`max_position_embeddings`: the longest sequence the position encoding is configured for."""
+    qkv_bias: bool = False
+    """q/k/v projections carry a bias (Qwen2 always does)."""
+    output_bias: bool = False
+    """o_proj carries a bias."""
+    mlp_bias: bool = False
+    """gate/up/down projections carry biases."""
+    qk_norm: bool = False
+    """RMSNorm over head_dim on queries and keys (Qwen3, Gemma 3)."""
+    norms_per_layer: int = 2
+    """RMSNorms of hidden width per block: 2 before attention and MLP, 4 in Gemma 2/3 (also after each)."""
+    aliases: tuple[str, ...] = ()
+    """Short names accepted by `find_model`, e.g. ("llama3.1-8b", "llama-3.1-8b")."""
+    hub_ids: tuple[str, ...] = ()
+    """Every hub id with these facts: the base model and its instruct variants."""
+
+    def linear_shapes(self) -> dict[str, tuple[int, int]]:
+        """(in_features, out_features) of each LoRA-targetable Linear in one block, by its module name."""
+        query = self.heads * self.head_dim
+        key_value = self.kv_heads * self.head_dim
+        if self.architecture in FUSED_PROJECTIONS:
+            return {
+                "qkv_proj": (self.hidden, query + 2 * key_value),
+                "o_proj": (query, self.hidden),
+                "gate_up_proj": (self.hidden, 2 * self.intermediate),
+                "down_proj": (self.intermediate, self.hidden),
+            }
+        return {
+            "q_proj": (self.hidden, query),
+            "k_proj": (self.hidden, key_value),
+            "v_proj": (self.hidden, key_value),
+            "o_proj": (query, self.hidden),
+            "gate_proj": (self.hidden, self.intermediate),
+            "up_proj": (self.hidden, self.intermediate),
+            "down_proj": (self.intermediate, self.hidden),
+        }
+
+    def parameters(self) -> dict[str, int]:
+        """Parameter counts: embeddings, decoder layers (plus the final norm), lm_head (0 when tied), total."""
+        weights = sum(fan_in * fan_out for fan_in, fan_out in self.linear_shapes().values())
+        biases = 0
+        if self.qkv_bias:
+            biases += (self.heads + 2 * self.kv_heads) * self.head_dim
+        if self.output_bias:
+            biases += self.hidden
+        if self.mlp_bias:
+            biases += 2 * self.intermediate + self.hidden
+        norms = self.norms_per_layer * self.hidden + (2 * self.head_dim if self.qk_norm else 0)
+        embeddings = self.vocab * self.hidden
+        layers = self.layers * (weights + biases + norms) + self.hidden  # + the norm after the last block
+        lm_head = 0 if self.tied_embeddings else self.vocab * self.hidden
+        return {"embeddings": embeddings, "layers": layers, "lm_head": lm_head, "total": embeddings + layers + lm_head}
+
+
+def _model(
+    architecture: str,
+    hub_ids: tuple[str, ...],
+    aliases: tuple[str, ...],
+    *,
+    layers: int,
+    hidden: int,
+    intermediate: int,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+    vocab: int,
+    tied: bool,
+    context: int,
+) -> ModelFacts:
+    """A catalog entry named after its first hub id, with the structure its architecture hard-codes."""
+    traits = {"qkv_bias": False, "output_bias": False, "mlp_bias": False, "qk_norm": False, "norms_per_layer": 2}
+    traits.update(_ARCHITECTURE_TRAITS.get(architecture, {}))
+    return ModelFacts(
+        name=hub_ids[0],
+        architecture=architecture,
+        layers=layers,
+        hidden=hidden,
+        intermediate=intermediate,
+        heads=heads,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        vocab=vocab,
+        tied_embeddings=tied,
+        context_length=context,
+        aliases=aliases,
+        hub_ids=hub_ids,
+        **traits,
+    )
+
+
+CATALOG: tuple[ModelFacts, ...] = (
+    # Meta Llama 3.x (config.json of each repo; 3.3-70B was released as Instruct only).
+    _model("llama", ("meta-llama/Llama-3.2-1B", "meta-llama/Llama-3.2-1B-Instruct"), ("llama3.2-1b", "llama-3.2-1b"),
+           layers=16, hidden=2048, intermediate=8192, heads=32, kv_heads=8, head_dim=64,
+           vocab=128256, tied=True, context=131072),
+    _model("llama", ("meta-llama/Llama-3.2-3B", "meta-llama/Llama-3.2-3B-Instruct"), ("llama3.2-3b", "llama-3.2-3b"),
+           layers=28, hidden=3072, intermediate=8192, heads=24, kv_heads=8, head_dim=128,
+           vocab=128256, tied=True, context=131072),
+    _model("llama", ("meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-8B-Instruct",
+                     "meta-llama/Meta-Llama-3.1-8B", "meta-llama/Meta-Llama-3.1-8B-Instruct"),
+           ("llama3.1-8b", "llama-3.1-8b"),
+           layers=32, hidden=4096, intermediate=14336, heads=32, kv_heads=8, head_dim=128,
+           vocab=128256, tied=False, context=131072),
+    _model("llama", ("meta-llama/Llama-3.1-70B", "meta-llama/Llama-3.1-70B-Instruct",
+                     "meta-llama/Meta-Llama-3.1-70B", "meta-llama/Meta-Llama-3.1-70B-Instruct"),
+           ("llama3.1-70b", "llama-3.1-70b"),
+           layers=80, hidden=8192, intermediate=28672, heads=64, kv_heads=8, head_dim=128,
+           vocab=128256, tied=False, context=131072),
+    _model("llama", ("meta-llama/Llama-3.3-70B-Instruct",), ("llama3.3-70b", "llama-3.3-70b"),
+           layers=80, hidden=8192, intermediate=28672, heads=64, kv_heads=8, head_dim=128,
+           vocab=128256, tied=False, context=131072),
+    # Qwen2.5. context is the base repo's max_position_embeddings; the -Instruct configs say 32768 and reach
+    # 128K with YaRN rope scaling (Qwen2.5 model cards). The 7B and larger pad vocab to 152064.
+    _model("qwen2", ("Qwen/Qwen2.5-0.5B", "Qwen/Qwen2.5-0.5B-Instruct"), ("qwen2.5-0.5b",),
+           layers=24, hidden=896, intermediate=4864, heads=14, kv_heads=2, head_dim=64,
+           vocab=151936, tied=True, context=32768),
+    _model("qwen2", ("Qwen/Qwen2.5-1.5B", "Qwen/Qwen2.5-1.5B-Instruct"), ("qwen2.5-1.5b",),
+           layers=28, hidden=1536, intermediate=8960, heads=12, kv_heads=2, head_dim=128,
+           vocab=151936, tied=True, context=131072),
+    _model("qwen2", ("Qwen/Qwen2.5-3B", "Qwen/Qwen2.5-3B-Instruct"), ("qwen2.5-3b",),
+           layers=36, hidden=2048, intermediate=11008, heads=16, kv_heads=2, head_dim=128,
+           vocab=151936, tied=True, context=32768),
+    _model("qwen2", ("Qwen/Qwen2.5-7B", "Qwen/Qwen2.5-7B-Instruct"), ("qwen2.5-7b",),
+           layers=28, hidden=3584, intermediate=18944, heads=28, kv_heads=4, head_dim=128,
+           vocab=152064, tied=False, context=131072),
+    _model("qwen2", ("Qwen/Qwen2.5-14B", "Qwen/Qwen2.5-14B-Instruct"), ("qwen2.5-14b",),
+           layers=48, hidden=5120, intermediate=13824, heads=40, kv_heads=8, head_dim=128,
+           vocab=152064, tied=False, context=131072),
+    _model("qwen2", ("Qwen/Qwen2.5-32B", "Qwen/Qwen2.5-32B-Instruct"), ("qwen2.5-32b",),
+           layers=64, hidden=5120, intermediate=27648, heads=40, kv_heads=8, head_dim=128,
+           vocab=152064, tied=False, context=131072),
+    _model("qwen2", ("Qwen/Qwen2.5-72B", "Qwen/Qwen2.5-72B-Instruct"), ("qwen2.5-72b",),
+           layers=80, hidden=8192, intermediate=29568, heads=64, kv_heads=8, head_dim=128,
+           vocab=152064, tied=False, context=131072),
+    # Qwen3: "Qwen/Qwen3-8B" is the post-trained (instruct/thinking) model, "-Base" the pretrained one; the
+    # 32B has no public Base. context is the post-trained config's (the -Base configs say 32768).
+    _model("qwen3", ("Qwen/Qwen3-0.6B", "Qwen/Qwen3-0.6B-Base"), ("qwen3-0.6b",),
+           layers=28, hidden=1024, intermediate=3072, heads=16, kv_heads=8, head_dim=128,
+           vocab=151936, tied=True, context=40960),
+    _model("qwen3", ("Qwen/Qwen3-1.7B", "Qwen/Qwen3-1.7B-Base"), ("qwen3-1.7b",),
+           layers=28, hidden=2048, intermediate=6144, heads=16, kv_heads=8, head_dim=128,
+           vocab=151936, tied=True, context=40960),
+    _model("qwen3", ("Qwen/Qwen3-4B", "Qwen/Qwen3-4B-Base"), ("qwen3-4b",),
+           layers=36, hidden=2560, intermediate=9728, heads=32, kv_heads=8, head_dim=128,
+           vocab=151936, tied=True, context=40960),
+    _model("qwen3", ("Qwen/Qwen3-8B", "Qwen/Qwen3-8B-Base"), ("qwen3-8b",),
+           layers=36, hidden=4096, intermediate=12288, heads=32, kv_heads=8, head_dim=128,
+           vocab=151936, tied=False, context=40960),
+    _model("qwen3", ("Qwen/Qwen3-14B", "Qwen/Qwen3-14B-Base"), ("qwen3-14b",),
+           layers=40, hidden=5120, intermediate=17408, heads=40, kv_heads=8, head_dim=128,
+           vocab=151936, tied=False, context=40960),
+    _model("qwen3", ("Qwen/Qwen3-32B",), ("qwen3-32b",),
+           layers=64, hidden=5120, intermediate=25600, heads=64, kv_heads=8, head_dim=128,
+           vocab=151936, tied=False, context=40960),
+    # Mistral 7B v0.3 (vocab extended to 32768, no sliding window).
+    _model("mistral", ("mistralai/Mistral-7B-v0.3", "mistralai/Mistral-7B-Instruct-v0.3"),
+           ("mistral-7b", "mistral-7b-v0.3"),
+           layers=32, hidden=4096, intermediate=14336, heads=32, kv_heads=8, head_dim=128,
+           vocab=32768, tied=False, context=32768),
+    # Gemma 2: configs carry no tie_word_embeddings, so Gemma2Config's default (True) applies; also in
+    # google/gemma_pytorch gemma/config.py (get_config_for_2b_v2, _9b, _27b).
+    _model("gemma2", ("google/gemma-2-2b", "google/gemma-2-2b-it"), ("gemma2-2b", "gemma-2-2b"),
+           layers=26, hidden=2304, intermediate=9216, heads=8, kv_heads=4, head_dim=256,
+           vocab=256000, tied=True, context=8192),
+    _model("gemma2", ("google/gemma-2-9b", "google/gemma-2-9b-it"), ("gemma2-9b", "gemma-2-9b"),
+           layers=42, hidden=3584, intermediate=14336, heads=16, kv_heads=8, head_dim=256,
+           vocab=256000, tied=True, context=8192),
+    _model("gemma2", ("google/gemma-2-27b", "google/gemma-2-27b-it"), ("gemma2-27b", "gemma-2-27b"),
+           layers=46, hidden=4608, intermediate=36864, heads=32, kv_heads=16, head_dim=128,
+           vocab=256000, tied=True, context=8192),
+    # Gemma 3, text part. The 4B/12B/27B checkpoints add a SigLIP vision tower that is not counted here;
+    # their text_config pads vocab to 262208 (Gemma3TextConfig default), the text-only 1B keeps 262144.
+    _model("gemma3_text", ("google/gemma-3-1b-pt", "google/gemma-3-1b-it"), ("gemma3-1b", "gemma-3-1b"),
+           layers=26, hidden=1152, intermediate=6912, heads=4, kv_heads=1, head_dim=256,
+           vocab=262144, tied=True, context=32768),
+    _model("gemma3_text", ("google/gemma-3-4b-pt", "google/gemma-3-4b-it"), ("gemma3-4b", "gemma-3-4b"),
+           layers=34, hidden=2560, intermediate=10240, heads=8, kv_heads=4, head_dim=256,
+           vocab=262208, tied=True, context=131072),
+    _model("gemma3_text", ("google/gemma-3-12b-pt", "google/gemma-3-12b-it"), ("gemma3-12b", "gemma-3-12b"),
+           layers=48, hidden=3840, intermediate=15360, heads=16, kv_heads=8, head_dim=256,
+           vocab=262208, tied=True, context=131072),
+    _model("gemma3_text", ("google/gemma-3-27b-pt", "google/gemma-3-27b-it"), ("gemma3-27b", "gemma-3-27b"),
+           layers=62, hidden=5376, intermediate=21504, heads=32, kv_heads=16, head_dim=128,
+           vocab=262208, tied=True, context=131072),
+    # Phi-3-mini (3.8B, released as instruct only; the 4k and 128k differ in context and rope scaling) and
+    # Phi-4-mini (3.8B, grouped-query attention, 200K vocab, tied). Both use the phi3 modeling code.
+    _model("phi3", ("microsoft/Phi-3-mini-4k-instruct",), ("phi3-mini", "phi-3-mini", "phi-3-mini-4k"),
+           layers=32, hidden=3072, intermediate=8192, heads=32, kv_heads=32, head_dim=96,
+           vocab=32064, tied=False, context=4096),
+    _model("phi3", ("microsoft/Phi-3-mini-128k-instruct",), ("phi3-mini-128k", "phi-3-mini-128k"),
+           layers=32, hidden=3072, intermediate=8192, heads=32, kv_heads=32, head_dim=96,
+           vocab=32064, tied=False, context=131072),
+    _model("phi3", ("microsoft/Phi-4-mini-instruct",), ("phi4-mini", "phi-4-mini"),
+           layers=32, hidden=3072, intermediate=8192, heads=24, kv_heads=8, head_dim=128,
+           vocab=200064, tied=True, context=131072),
+    # SmolLM2 (Llama architecture, tied embeddings).
+    _model("llama", ("HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M-Instruct"), ("smollm2-135m",),
+           layers=30, hidden=576, intermediate=1536, heads=9, kv_heads=3, head_dim=64,
+           vocab=49152, tied=True, context=8192),
+    _model("llama", ("HuggingFaceTB/SmolLM2-360M", "HuggingFaceTB/SmolLM2-360M-Instruct"), ("smollm2-360m",),
+           layers=32, hidden=960, intermediate=2560, heads=15, kv_heads=5, head_dim=64,
+           vocab=49152, tied=True, context=8192),
+    _model("llama", ("HuggingFaceTB/SmolLM2-1.7B", "HuggingFaceTB/SmolLM2-1.7B-Instruct"), ("smollm2-1.7b",),
+           layers=24, hidden=2048, intermediate=8192, heads=32, kv_heads=32, head_dim=64,
+           vocab=49152, tied=True, context=8192),
+)  # fmt: skip
+
+
+def _build_index(catalog: tuple[ModelFacts, ...]) -> dict[str, ModelFacts]:
+    """Lower-cased hub ids, their repo names without the org, and aliases -> facts; a name used twice is a bug."""
+    index: dict[str, ModelFacts] = {}
+    for facts in catalog:
+        repo_names = tuple(hub_id.split("/", 1)[1] for hub_id in facts.hub_ids)
+        for key in (*facts.hub_ids, *repo_names, *facts.aliases):
+            if index.setdefault(key.lower(), facts) is not facts:
+                raise ValueError(f"catalog name {key!r} is used by two models")
+    return index
+
+
+_INDEX = _build_index(CATALOG)
+# Unsloth re-uploads the same checkpoints (sometimes pre-quantized) under its own org.
+_UNSLOTH_SUFFIXES = ("-unsloth-bnb-4bit", "-bnb-4bit")
+
+
+def find_model(name: str) -> ModelFacts | None:
+    """The catalog entry for a hub id (any case), a repo name without its org, or an alias; None if unknown.
+
+    Instruct variants resolve to their base facts ("meta-llama/Llama-3.1-8B-Instruct", "llama3.1-8b-instruct"),
+    and so do Unsloth's mirrors ("unsloth/Llama-3.2-1B-Instruct-bnb-4bit").
+    """
+    key = name.strip().strip("/").lower()
+    if key.startswith("unsloth/"):
+        key = key.removeprefix("unsloth/")
+        for suffix in _UNSLOTH_SUFFIXES:
+            key = key.removesuffix(suffix)
+    facts = _INDEX.get(key)
+    if facts is None and "/" not in key:
+        for suffix in ("-instruct", "-it"):
+            if key.endswith(suffix):
+                return _INDEX.get(key.removesuffix(suffix))
+    return facts
+
+
+def catalog_names() -> list[str]:
+    """Every alias and hub id of the catalog, sorted, for `--model` completion."""
+    names = {name for facts in CATALOG for name in (*facts.aliases, *facts.hub_ids)}
+    return sorted(names, key=str.lower)
+
+
+def _text_config(config: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The text model's keys (a multimodal `text_config` wins over the top level) and its model_type."""
+    top_type = str(config.get("model_type") or "")
+    nested = config.get("text_config")
+    if not isinstance(nested, dict):
+        return config, top_type
+    merged = {**config, **nested}
+    return merged, str(nested.get("model_type") or _TEXT_MODEL_TYPES.get(top_type, top_type))
+
+
+def facts_from_config(config: dict[str, Any], name: str) -> ModelFacts:
+    """Facts from a transformers config.json dict, filling what the file leaves to the config class defaults."""
+    keys, architecture = _text_config(config)
+    defaults = _CONFIG_CLASS_DEFAULTS.get(architecture, {})
+
+    def value(key: str) -> Any:
+        found = keys.get(key)
+        return defaults.get(key) if found is None else found
+
+    missing = [key for key in _REQUIRED_KEYS if value(key) is None]
+    if missing:
+        raise LorawizError(
+            f'config of "{name}" has no {", ".join(missing)}, so its shapes are unknown.',
+            hint="lorawiz reads decoder-only transformers configs (llama, qwen2, qwen3, mistral, gemma2, gemma3, "
+            "phi3 and look-alikes).",
+        )
+    heads = int(value("num_attention_heads"))
+    hidden = int(value("hidden_size"))
+    tied = value("tie_word_embeddings")
+    # Without head_dim or num_key_value_heads, transformers uses hidden/heads and plain multi-head attention.
+    traits = {
+        "qkv_bias": bool(keys.get("attention_bias")),
+        "output_bias": bool(keys.get("attention_bias")),
+        "mlp_bias": bool(keys.get("mlp_bias")),
+        "qk_norm": False,
+        "norms_per_layer": 2,
+    }
+    traits.update(_ARCHITECTURE_TRAITS.get(architecture, {}))
+    return ModelFacts(
+        name=name,
+        architecture=architecture or "unknown",
+        layers=int(value("num_hidden_layers")),
+        hidden=hidden,
+        intermediate=int(value("intermediate_size")),
+        heads=heads,
+        kv_heads=int(value("num_key_value_heads") or heads),
+        head_dim=int(value("head_dim") or hidden // heads),
+        vocab=int(value("vocab_size")),
+        tied_embeddings=bool(tied) if tied is not None else False,  # PretrainedConfig's default
+        context_length=int(value("max_position_embeddings")),
+        hub_ids=(name,) if _HUB_ID.match(name) else (),
+        **traits,
+    )
+
+
+def _read_config(path: Path, name: str) -> ModelFacts:
+    """Facts from a config.json file on disk."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise LorawizError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg}).",
+                           hint="Restore the model's original config.json.") from exc
+    except OSError as exc:
+        raise LorawizError(f"cannot read {path}: {exc.strerror}.", hint=_LOCAL_HINT) from exc
+    if not isinstance(config, dict):
+        raise LorawizError(f"{path} does not hold a JSON object.", hint="Restore the model's original config.json.")
+    return facts_from_config(config, name)
+
+
+def _facts_from_hub(repo_id: str) -> ModelFacts:
+    """Download only config.json of a hub repo; any failure becomes one LorawizError."""
+    try:
+        from huggingface_hub import hf_hub_download
+
+        config_path = hf_hub_download(repo_id, "config.json")
+    # Offline, unknown repo, gated repo, missing package: each means the architecture cannot be known here.
+    except Exception as exc:
+        raise LorawizError(
+            f'cannot read the architecture of "{repo_id}": it is not in the built-in catalog, not a local folder, '
+            f"and the Hugging Face Hub did not answer ({type(exc).__name__}).",
+            hint=f"{_LOCAL_HINT} Gated models need `hf auth login` first.",
+        ) from exc
+    return _read_config(Path(config_path), repo_id)
+
+
+def load_model_facts(name_or_path: str) -> ModelFacts:
+    """Facts for a catalog name, a local model folder (or its config.json), or a hub id fetched from the Hub."""
+    if not name_or_path.strip():
+        raise LorawizError("no model given.", hint=f"Name a built-in model such as llama3.1-8b. {_LOCAL_HINT}")
+    facts = find_model(name_or_path)
+    if facts is not None:
+        return facts
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        config_path = path / "config.json"
+        if not config_path.is_file():
+            raise LorawizError(f"model folder {path} has no config.json, so its architecture is unknown.",
+                               hint="Point at the folder that holds config.json next to the weight files.")
+        return _read_config(config_path, str(path))
+    if path.is_file():
+        return _read_config(path, str(path.parent) if path.name == "config.json" else str(path))
+    if _HUB_ID.match(name_or_path):
+        return _facts_from_hub(name_or_path)
+    if "/" in name_or_path or "\\" in name_or_path or name_or_path.startswith(("~", ".")):
+        raise LorawizError(f"model folder {path} does not exist.",
+                           hint="Check the path; a model folder holds config.json next to the weight files.")
+    known = {known_name.lower(): known_name for known_name in catalog_names()}
+    guess = difflib.get_close_matches(name_or_path.lower(), list(known), n=1, cutoff=0.6)
+    did_you_mean = f'Did you mean "{known[guess[0]]}"? ' if guess else ""
+    raise LorawizError(f'unknown model "{name_or_path}": not in the built-in catalog and not a local folder.',
+                       hint=f"{did_you_mean}{_LOCAL_HINT}")

@@ -1,0 +1,229 @@
+"""`lorawiz doctor` as a library call: is this machine ready to train, and if not, what fixes it.
+
+Each check gives one line with a mark (ok / warning / broken) and, when not ok, the command that fixes it.
+Only broken *required* checks make the command fail; optional speed-ups missing are warnings.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import logging
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lorawiz.memory import GIB
+
+OK, WARNING, BROKEN = "ok", "warning", "broken"
+CORE_PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "bitsandbytes")
+MIN_PYTHON = (3, 10)
+LOW_DISK_BYTES = 20 * GIB  # a merged 8B model in 16-bit alone takes ~16 GB
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str | None = None
+    required: bool = False
+
+
+def _requirements() -> dict[str, str]:
+    """lorawiz's own version ranges, from its installed metadata: package -> specifier."""
+    from packaging.requirements import Requirement
+
+    ranges = {}
+    for text in importlib.metadata.requires("lorawiz") or []:
+        req = Requirement(text)
+        if req.marker is None:
+            ranges[req.name.lower()] = str(req.specifier)
+    return ranges
+
+
+def check_python() -> Check:
+    version = ".".join(map(str, sys.version_info[:3]))
+    if sys.version_info[:2] >= MIN_PYTHON:
+        return Check("python", OK, version, required=True)
+    return Check("python", BROKEN, f"{version} is too old", f"use Python {'.'.join(map(str, MIN_PYTHON))} or newer",
+                 required=True)
+
+
+def check_packages() -> list[Check]:
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    ranges = _requirements()
+    checks = []
+    for name in CORE_PACKAGES:
+        wanted = ranges.get(name, "")
+        try:
+            installed = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            checks.append(Check(name, BROKEN, "not installed", f'pip install "{name}{wanted}"', required=True))
+            continue
+        if wanted and Version(installed) not in SpecifierSet(wanted, prereleases=True):
+            checks.append(Check(name, BROKEN, f"{installed} is outside lorawiz's range {wanted}",
+                                f'pip install "{name}{wanted}"', required=True))
+        else:
+            checks.append(Check(name, OK, installed, required=True))
+    return checks
+
+
+def check_torch(hardware: Any) -> tuple[list[Check], Any]:
+    """The torch build and whether it sees CUDA; returns the checks and torch (or None)."""
+    try:
+        import torch
+    except ImportError:
+        return [], None
+    cuda = torch.version.cuda
+    sees = torch.cuda.is_available()
+    build = f"torch {torch.__version__}, " + (f"CUDA {cuda} build" if cuda else "CPU-only build")
+    if hardware.is_cpu_only:
+        return [Check("torch build", OK, f"{build}; no GPU: training will run on the CPU (slow; fine for the demo)")
+                ], torch
+    if not cuda:
+        return [Check("torch build", BROKEN, f"{build}, but this machine has a GPU",
+                      'pip install --force-reinstall "torch>=2.6,<2.15"  (PyPI\'s Linux wheels are CUDA builds)',
+                      required=True)], torch
+    if not sees:
+        return [Check("torch build", BROKEN, f"{build}, but torch sees no GPU (driver {hardware.driver_version})",
+                      "update the NVIDIA driver to one that supports CUDA " + cuda, required=True)], torch
+    return [Check("torch build", OK, f"{build}, sees {torch.cuda.device_count()} GPU(s)")], torch
+
+
+def check_gpus(hardware: Any) -> list[Check]:
+    from lorawiz.hardware import describe
+
+    lines = describe(hardware)
+    if hardware.is_cpu_only:
+        return [Check("gpu", WARNING, "no GPU found: training will run on the CPU; "
+                      + "; ".join(hardware.notes or lines), "run on a machine with an NVIDIA GPU for real training")]
+    checks = [Check("gpu", OK, line) for line in lines]
+    if hardware.supports_bf16:
+        checks.append(Check("bf16", OK, "supported on every GPU"))
+    else:
+        checks.append(Check("bf16", WARNING, "not supported (compute capability < 8.0): fp16 with loss scaling is "
+                            "used instead", None))
+    return checks
+
+
+def check_bitsandbytes(torch: Any, hardware: Any) -> Check:
+    """4-bit NF4 quantisation of a small tensor, on the GPU when there is one."""
+    if torch is None or importlib.util.find_spec("bitsandbytes") is None:
+        return Check("bitsandbytes 4-bit", BROKEN, "bitsandbytes or torch missing", 'pip install "bitsandbytes>=0.50"')
+    device = "cuda" if not hardware.is_cpu_only and torch.cuda.is_available() else "cpu"
+    bnb_logger = logging.getLogger("bitsandbytes")
+    level = bnb_logger.level
+    bnb_logger.setLevel(logging.ERROR)  # its CPU backend warns at import about an optional kernels download
+    try:
+        import bitsandbytes.functional as bnbf
+
+        weight = torch.randn(64, 64, dtype=torch.bfloat16, device=device)
+        packed, state = bnbf.quantize_4bit(weight, quant_type="nf4")
+        error = (bnbf.dequantize_4bit(packed, state) - weight).abs().mean().item()
+        if error > 0.2:
+            return Check("bitsandbytes 4-bit", BROKEN, f"NF4 round trip error {error:.3f} on {device}",
+                         'pip install --force-reinstall "bitsandbytes>=0.50"')
+        return Check("bitsandbytes 4-bit", OK, f"NF4 works on {device} (QLoRA available)")
+    except Exception as exc:  # bitsandbytes raises many types when its native library does not load  # noqa: BLE001
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return Check("bitsandbytes 4-bit", BROKEN, f"4-bit quantisation fails on {device}: {first}",
+                     'pip install --force-reinstall "bitsandbytes>=0.50"')
+    finally:
+        bnb_logger.setLevel(level)
+
+
+def _installed(module: str, dist: str) -> str | None:
+    if importlib.util.find_spec(module) is None:
+        return None
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown version"
+
+
+def check_speedups(hardware: Any) -> list[Check]:
+    """Unsloth, Liger and flash-attention: optional; usable only on an NVIDIA GPU. Not imported (Unsloth patches
+    transformers on import), only located."""
+    checks = []
+    for label, module, dist, fix in (
+        ("unsloth", "unsloth", "unsloth", "pip install -e \".[unsloth]\"  (about 2x faster, less memory)"),
+        ("liger kernels", "liger_kernel", "liger-kernel", "pip install -e \".[liger]\"  (fused kernels, less memory)"),
+        ("flash-attention", "flash_attn", "flash-attn", None),
+    ):
+        version = _installed(module, dist)
+        if version is None:
+            status = OK if label == "flash-attention" or hardware.is_cpu_only else WARNING
+            detail = "not installed" + ("; PyTorch SDPA attention is used" if label == "flash-attention" else "")
+            checks.append(Check(label, status, detail, None if status == OK else fix))
+        elif hardware.is_cpu_only:
+            checks.append(Check(label, WARNING, f"{version} installed but unusable without an NVIDIA GPU"))
+        else:
+            checks.append(Check(label, OK, f"{version}"))
+    return checks
+
+
+def check_disk(hardware: Any, output_dir: str) -> Check:
+    free = hardware.disk_free_bytes
+    if free is None:
+        return Check("disk", WARNING, f"free space at {output_dir} unknown")
+    if free < LOW_DISK_BYTES:
+        return Check("disk", WARNING, f"{free / GIB:.1f} GiB free at {output_dir}: a merged 8B model needs ~16 GB",
+                     "free some space, or pass --output-dir on a larger disk")
+    return Check("disk", OK, f"{free / GIB:.0f} GiB free at {output_dir}")
+
+
+def check_hf_token() -> Check:
+    try:
+        from huggingface_hub import get_token
+    except ImportError:
+        return Check("hugging face token", WARNING, "huggingface_hub missing", "pip install huggingface_hub")
+    if get_token():
+        return Check("hugging face token", OK, "configured (not shown)")
+    return Check("hugging face token", WARNING, "not set: gated models (Llama, Gemma) cannot be downloaded",
+                 "hf auth login  (or export HF_TOKEN=...)")
+
+
+def check_accelerate_config() -> Check:
+    try:
+        from accelerate.commands.config.config_args import default_config_file
+    except ImportError:
+        return Check("accelerate config", WARNING, "accelerate missing", "pip install accelerate")
+    if Path(default_config_file).exists():
+        return Check("accelerate config", OK, f"{default_config_file} (used for multi-GPU launches)")
+    return Check("accelerate config", OK, "none: lorawiz launches with settings for the GPUs it finds")
+
+
+def check_tensorboard() -> Check:
+    version = _installed("tensorboard", "tensorboard")
+    if version is None:
+        return Check("tensorboard", WARNING, "not installed: no training curves", "pip install tensorboard")
+    return Check("tensorboard", OK, version)
+
+
+def run_checks(output_dir: str = ".", hardware: Any = None) -> tuple[list[Check], Any]:
+    """Every check, in reading order, and the hardware profile they saw."""
+    from lorawiz.hardware import probe
+
+    hardware = hardware or probe(output_dir)
+    checks = [check_python(), *check_packages()]
+    torch_checks, torch = check_torch(hardware)
+    checks += torch_checks
+    checks += check_gpus(hardware)
+    checks.append(check_bitsandbytes(torch, hardware))
+    checks += check_speedups(hardware)
+    checks += [check_disk(hardware, output_dir), check_hf_token(), check_accelerate_config(), check_tensorboard()]
+    return checks, hardware
+
+
+def broken_required(checks: list[Check]) -> list[Check]:
+    return [c for c in checks if c.status == BROKEN and c.required]
+
+
+def report_json(checks: list[Check], hardware: Any) -> dict[str, Any]:
+    """The doctor's JSON: the checks, and the hardware in the form `--hardware FILE.json` reads."""
+    return {"checks": [asdict(c) for c in checks], "hardware": hardware.to_dict(),
+            "ok": not broken_required(checks)}

@@ -1,0 +1,103 @@
+"""Every reader (lorawiz/data/readers.py) on random and malformed files: the rows back, or a clean error.
+
+"Clean" means a LorawizError for the file as a whole, or a RowProblem for one row: never another exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lorawiz.data.convert import format_file
+from lorawiz.data.formats import RowProblem
+from lorawiz.data.readers import iter_rows
+from lorawiz.errors import LorawizError
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | TEXT,
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
+                           max_leaves=8)
+ROWS = st.lists(st.dictionaries(st.sampled_from(["text", "instruction", "output", "label", "x"]), JSON_VALUES,
+                                min_size=1, max_size=4), max_size=8)
+
+
+def read_all(path) -> list:
+    """All rows, or the LorawizError the reader raised; any other exception fails the test."""
+    try:
+        return list(iter_rows(path))
+    except LorawizError as exc:
+        return [exc]
+
+
+def formats_cleanly(path, out) -> None:
+    """format_file either writes the output or raises LorawizError; nothing else escapes."""
+    with contextlib.suppress(LorawizError):
+        format_file(path, out, overwrite=True)
+
+
+@SETTINGS
+@given(rows=ROWS, indent=st.sampled_from([None, 0, 2]), chunk=st.integers(1, 64))
+def test_json_array_round_trips_at_any_chunk_size(tmp_path, rows, indent, chunk):
+    from lorawiz.data import readers
+
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(rows, indent=indent, ensure_ascii=False), encoding="utf-8")
+    assert [row for _, row in readers._iter_json(path, chunk_size=chunk)] == rows
+
+
+@SETTINGS
+@given(rows=ROWS.filter(bool), cut=st.floats(0.05, 0.95), junk=st.sampled_from(["", "}", "]]", ",", "x", "\x00"]))
+def test_truncated_or_corrupted_json_array_fails_cleanly(tmp_path, rows, cut, junk):
+    text = json.dumps(rows, ensure_ascii=False)
+    path = tmp_path / "d.json"
+    path.write_text(text[: int(len(text) * cut)] + junk, encoding="utf-8")
+    assert all(isinstance(item, LorawizError | tuple) for item in read_all(path))
+    formats_cleanly(path, tmp_path / "o.jsonl")
+
+
+@SETTINGS
+@given(header=st.lists(st.text("abcxyz_", min_size=1, max_size=6), min_size=1, max_size=4, unique=True),
+       cells=st.lists(st.lists(TEXT, min_size=1, max_size=4), max_size=6), delimiter=st.sampled_from([",", "\t"]))
+def test_csv_and_tsv_round_trip_or_flag_the_row(tmp_path, header, cells, delimiter):
+    path = tmp_path / ("d.tsv" if delimiter == "\t" else "d.csv")
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter=delimiter)
+        writer.writerow(header)
+        writer.writerows(cells)
+    result = read_all(path)
+    rows = [row for _, row in result if not isinstance(row, RowProblem)]
+    problems = [row for _, row in result if isinstance(row, RowProblem)]
+    assert rows == [dict(zip(header, row, strict=True)) for row in cells if len(row) == len(header)]
+    assert len(problems) == sum(len(row) != len(header) for row in cells)
+    assert all(p.kind == "wrong column count" for p in problems)
+    formats_cleanly(path, tmp_path / "o.jsonl")
+
+
+@SETTINGS
+@given(data=st.binary(max_size=200), suffix=st.sampled_from([".jsonl", ".json", ".csv", ".tsv", ".parquet"]))
+def test_random_bytes_in_any_file_kind_fail_cleanly(tmp_path, data, suffix):
+    path = tmp_path / f"d{suffix}"
+    path.write_bytes(data)
+    for item in read_all(path):
+        assert isinstance(item, LorawizError | tuple)
+    formats_cleanly(path, tmp_path / "o.jsonl")
+
+
+@SETTINGS
+@given(texts=st.lists(TEXT, min_size=1, max_size=20), labels=st.lists(st.sampled_from(["a", "b", None]),
+                                                                       min_size=20, max_size=20))
+def test_parquet_round_trips(tmp_path, texts, labels):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    rows = [{"text": t, "label": labels[i]} for i, t in enumerate(texts)]
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    assert [row for _, row in iter_rows(path)] == rows
+    formats_cleanly(path, tmp_path / "o.jsonl")

@@ -1,0 +1,90 @@
+"""The recommender (lorawiz/recommend.py), table-driven: hardware x model x preset -> invariants."""
+
+from __future__ import annotations
+
+import pytest
+
+from lorawiz.catalog import find_model
+from lorawiz.hardware import parse_hardware_spec
+from lorawiz.memory import GIB
+from lorawiz.presets import load_preset
+from lorawiz.recommend import MEMORY_BUDGET, DataFacts, recommend
+
+HARDWARE = ["laptop-8gb", "t4", "rtx4090", "a100-40gb", "a100-80gb", "h100-80gb", "4xa100-80gb"]
+MODELS = ["meta-llama/Llama-3.2-1B", "meta-llama/Llama-3.1-8B", "Qwen/Qwen2.5-7B", "Qwen/Qwen2.5-14B"]
+PRESETS = ["quick", "standard", "production", "memory", "time"]
+DATA = DataFacts(rows=20_000, mean_tokens=300, p95=700, p99=1000, max_tokens=3000, suggested_max_seq_length=1024)
+
+
+def preset_values(name: str) -> dict:
+    layer = load_preset(name)
+    return dict(layer.values)
+
+
+@pytest.mark.parametrize("hardware", HARDWARE)
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_plans_fit_and_batch_is_in_range(hardware, model, preset):
+    profile = parse_hardware_spec(hardware)
+    plan = recommend(profile, find_model(model), DATA, preset=preset_values(preset))
+    if plan.fits:
+        assert plan.memory.total <= MEMORY_BUDGET * profile.smallest_gpu_free_bytes
+    else:
+        assert plan.alternative and plan.warnings
+    effective = (plan.value("per_device_train_batch_size") * plan.value("gradient_accumulation_steps")
+                 * profile.gpu_count)
+    assert 16 <= effective <= 64 * 2  # at least the target; rounding up by devices at most doubles it
+    assert plan.value("lora_alpha") == 2 * plan.value("lora_r") or plan.values["lora_alpha"].source != "recommender"
+    for name, choice in plan.values.items():
+        assert choice.reason, name
+
+
+def test_8b_on_16gb_uses_4bit_and_1b_on_h100_uses_16bit():
+    t4 = recommend(parse_hardware_spec("t4"), find_model("meta-llama/Llama-3.1-8B"), DATA)
+    assert t4.value("load_in_4bit") is True and t4.fits
+    assert t4.value("fp16") is True and t4.value("bf16") is False  # T4 has no bf16
+    h100 = recommend(parse_hardware_spec("h100-80gb"), find_model("meta-llama/Llama-3.2-1B"), DATA)
+    assert h100.value("load_in_4bit") is False and h100.value("bf16") is True
+    assert h100.value("gradient_checkpointing") is False  # only when needed to fit
+
+
+def test_70b_on_one_24gb_gpu_is_refused_with_an_alternative():
+    plan = recommend(parse_hardware_spec("rtx4090"), find_model("meta-llama/Llama-3.1-70B"), DATA)
+    assert not plan.fits
+    assert "GPU with at least" in plan.alternative and "smaller model" in plan.alternative
+
+
+def test_cpu_plan():
+    plan = recommend(parse_hardware_spec("cpu"), find_model("HuggingFaceTB/SmolLM2-135M"), DATA)
+    assert plan.value("bf16") is False and plan.value("fp16") is False
+    assert plan.value("optim") == "adamw_torch" and plan.value("load_in_4bit") is False
+
+
+def test_user_values_win_and_the_fit_is_rechecked():
+    plan = recommend(parse_hardware_spec("t4"), find_model("meta-llama/Llama-3.1-8B"), DATA,
+                     user={"per_device_train_batch_size": (64, "flag"), "load_in_4bit": (False, "file")})
+    assert plan.value("per_device_train_batch_size") == 64
+    assert plan.values["per_device_train_batch_size"].source == "flag"
+    assert not plan.fits and plan.warnings and "4 bits" in plan.alternative
+
+
+@pytest.mark.parametrize(("steps_rows", "ratio"), [(5_000, 0.1), (100_000, 0.06), (2_000_000, 0.03)])
+def test_warmup_by_total_steps(steps_rows, ratio):
+    data = DataFacts(rows=steps_rows, mean_tokens=100, p95=200, p99=300, max_tokens=400,
+                     suggested_max_seq_length=320)
+    plan = recommend(parse_hardware_spec("h100-80gb"), find_model("meta-llama/Llama-3.2-1B"), data)
+    assert plan.value("warmup_ratio") == ratio
+
+
+def test_eval_steps_give_5_to_10_evaluations_an_epoch():
+    plan = recommend(parse_hardware_spec("a100-80gb"), find_model("Qwen/Qwen2.5-7B"), DATA)
+    effective = plan.value("per_device_train_batch_size") * plan.value("gradient_accumulation_steps")
+    per_epoch = -(-DATA.rows // effective)
+    assert 5 <= per_epoch / plan.value("eval_steps") <= 10
+    assert plan.value("save_steps") == plan.value("eval_steps")
+
+
+def test_time_estimate_is_labelled():
+    plan = recommend(parse_hardware_spec("h100-80gb"), find_model("meta-llama/Llama-3.1-8B"), DATA)
+    assert plan.time.seconds > 0 and plan.time.assumption.startswith("estimate")
+    assert plan.memory.total / GIB < 80
