@@ -418,15 +418,20 @@ def _read_config(path: Path, name: str) -> ModelFacts:
 
 def _facts_from_hub(repo_id: str) -> ModelFacts:
     """Download only config.json of a hub repo; any failure becomes one LorawizError."""
+    from lorawiz.hub import hub_reachable
+
+    online = hub_reachable()
     try:
         from huggingface_hub import hf_hub_download
 
-        config_path = hf_hub_download(repo_id, "config.json")
+        # Offline: the local cache only, at once, rather than ~20 s of connection retries.
+        config_path = hf_hub_download(repo_id, "config.json", **({} if online else {"local_files_only": True}))
     # Offline, unknown repo, gated repo, missing package: each means the architecture cannot be known here.
     except Exception as exc:
         raise LorawizError(
             f'cannot read the architecture of "{repo_id}": it is not in the built-in catalog, not a local folder, '
-            f"and the Hugging Face Hub did not answer ({type(exc).__name__}).",
+            + ("and the Hugging Face Hub did not answer" if online else "the Hugging Face Hub is unreachable from "
+               "here, and it is not in the local cache") + f" ({type(exc).__name__}).",
             hint=f"{_LOCAL_HINT} Gated models need `hf auth login` first.",
         ) from exc
     return _read_config(Path(config_path), repo_id)

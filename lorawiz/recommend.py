@@ -164,7 +164,8 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
     rank = choose("lora_r", *rank_for(data.rows, task))
     choose("lora_alpha", 2 * rank, f"2 x rank ({2 * rank}): the usual LoRA scaling")
     dropout = choose("lora_dropout", *dropout_for(data.rows))
-    targets = fixed["lora_target_modules"].value if "lora_target_modules" in fixed else "all-linear"
+    targets = choose("lora_target_modules", "all-linear", "every linear layer: the QLoRA paper found adapters on all "
+                                                          "layers are needed to match full fine-tuning")
     optim = choose("optim", "paged_adamw_8bit" if gpu else "adamw_torch",
                    "CUDA: paged 8-bit AdamW (a quarter of the optimizer memory, survives spikes)" if gpu
                    else "no GPU: plain AdamW (8-bit optimizers need CUDA)")
@@ -195,11 +196,14 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
                    f"effective batch {target_batch} = micro-batch {micro} x {devices} device(s) x accumulation")
     effective = micro * devices * accum
 
-    lr = 2e-4 if rank < 64 else 1e-4
-    lr_why = ("2e-4: the QLoRA paper's rate, which QLoRA and 16-bit LoRA share (Dettmers et al. 2023)" if rank < 64
-              else f"rank {rank}: halved to 1e-4, since alpha = 2r makes large-rank updates bigger")
-    if model.parameters()["total"] > 30e9 and rank < 64:
-        lr, lr_why = 1e-4, "over 30B parameters: 1e-4 (the QLoRA paper's rate for 33B and 65B)"
+    kind = "QLoRA (4-bit)" if quant != "none" else "16-bit LoRA"
+    lr, lr_why = 2e-4, (f"{kind}: 2e-4, the QLoRA paper's rate up to 13B; it found 16-bit LoRA and QLoRA match "
+                        "at the same rate (Dettmers et al. 2023)")
+    if model.parameters()["total"] > 30e9:
+        lr, lr_why = 1e-4, f"{kind}, over 30B parameters: 1e-4 (the QLoRA paper's rate for 33B and 65B)"
+    if rank >= 64:
+        lr, lr_why = lr / 2, f"rank {rank}: {lr / 2:g}, half the usual rate, since alpha = 2r makes large-rank " \
+                             "updates bigger"
     choose("learning_rate", lr, lr_why)
     epochs = choose("num_train_epochs", *epochs_for(data.rows))
     choose("lr_scheduler_type", "cosine", "cosine decay: the common choice for LoRA fine-tuning")
@@ -241,9 +245,9 @@ def _choose_quantization(model, shape, budget, gpu, fixed, plan, choose) -> str:
     if "load_in_4bit" in fixed:
         quant = "nf4-dq" if fixed["load_in_4bit"].value else "none"
         plan.values["load_in_4bit"] = fixed["load_in_4bit"]
-        return quant if gpu else "none"
+        return quant  # bitsandbytes >= 0.50 quantises on the CPU too
     if not gpu:
-        choose("load_in_4bit", False, "no GPU: 4-bit quantization needs CUDA")
+        choose("load_in_4bit", False, "no GPU: full precision (4-bit on the CPU saves memory but is slow)")
         return "none"
     lean = estimate_memory(model, shape("none", 1, True)).total
     if lean <= budget * SIXTEEN_BIT_MARGIN:
@@ -279,8 +283,20 @@ def _cheapest_fix(model, shape, budget, quant, hardware) -> str:
         if estimate_memory(model, trial).total <= budget:
             return f"shorter sequences: --max-seq-length {seq} fits in 4 bits"
     need = estimate_memory(model, TrainingShape(**{**base.__dict__, "quantization": "nf4-dq"})).total
-    return (f"a GPU with at least {need / MEMORY_BUDGET / GIB:.0f} GiB free (one GPU must hold the whole model), "
-            "or a smaller model")
+    smaller = _largest_fitting_sibling(model, base, budget)
+    return (f"a GPU with at least {need / MEMORY_BUDGET / GIB:.0f} GiB free (one GPU must hold the whole model; "
+            "more GPUs of this size do not help), or a smaller model" + (f" such as {smaller}" if smaller else ""))
+
+
+def _largest_fitting_sibling(model: Any, base: TrainingShape, budget: float) -> str | None:
+    """The largest catalog model of the same architecture that fits in 4 bits at micro-batch 1."""
+    from lorawiz.catalog import CATALOG  # plain data; imported here to keep the recommender's inputs explicit
+
+    trial = TrainingShape(**{**base.__dict__, "quantization": "nf4-dq"})
+    fitting = [m for m in CATALOG if m.architecture == model.architecture
+               and m.parameters()["total"] < model.parameters()["total"]
+               and estimate_memory(m, trial).total <= budget]
+    return max(fitting, key=lambda m: m.parameters()["total"]).name if fitting else None
 
 
 def estimate_time(model: Any, hardware: Any, data: DataFacts, shape: TrainingShape, steps: int,

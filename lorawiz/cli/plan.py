@@ -130,8 +130,9 @@ def render_plan(inputs: Any, plan: Any, plain: bool) -> Any:
 
     memory, budget = plan.memory, plan.budget_bytes
     known = budget != float("inf")
+    free = "free memory" if not inputs.hardware.is_cpu_only else "RAM"
     head = Text(f"\npredicted peak memory per {'GPU' if not inputs.hardware.is_cpu_only else 'process'}: "
-                f"{memory.total / GIB:.1f} GiB" + (f" of {budget / GIB:.1f} GiB usable (90% of free) " if known
+                f"{memory.total / GIB:.1f} GiB" + (f" of {budget / GIB:.1f} GiB usable (90% of {free}) " if known
                                                    else " "))
     if known:
         used = min(BAR_WIDTH, round(BAR_WIDTH * memory.total / budget))

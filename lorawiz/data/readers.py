@@ -177,7 +177,12 @@ def _iter_parquet(path: Path) -> Iterator[Row]:
 
 def _iter_hub(dataset_id: str) -> Iterator[Row]:
     """A Hugging Face Hub dataset (`org/name` or `org/name:split`), streamed."""
+    from lorawiz.hub import hub_reachable
+
     name, _, split = dataset_id.partition(":")
+    if not hub_reachable():  # fail at once rather than after ~20 s of connection retries
+        raise LorawizError(f"{dataset_id}: not a local file, and the Hugging Face Hub is unreachable from here.",
+                           hint="Check the path, or download the dataset where the Hub is reachable.")
     try:
         from datasets import load_dataset
 

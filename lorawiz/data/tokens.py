@@ -27,11 +27,16 @@ def load_tokenizer(name_or_path: str) -> Any:
     name_or_path = str(Path(name_or_path).expanduser()) if name_or_path.startswith("~") else name_or_path
     from transformers import AutoTokenizer
 
+    from lorawiz.hub import hub_reachable
+
+    local = Path(name_or_path).is_dir()
+    offline = not local and not hub_reachable()  # the cache only, at once, not ~20 s of connection retries
     try:
-        return AutoTokenizer.from_pretrained(name_or_path)
+        return AutoTokenizer.from_pretrained(name_or_path, **({"local_files_only": True} if offline else {}))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LorawizError(f"--tokenizer {name_or_path}: could not load a tokenizer ({reason}).",
+        where = " (the Hub is unreachable from here, and it is not in the local cache)" if offline else ""
+        raise LorawizError(f"--tokenizer {name_or_path}: could not load a tokenizer{where} ({reason}).",
                            hint="Give a folder with tokenizer files, or a Hub model id (the Hub must be reachable; "
                                 "set HF_TOKEN for gated models).") from exc
 
