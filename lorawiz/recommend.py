@@ -186,12 +186,12 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
 
     quant = _choose_quantization(model, shape, budget, gpu, fixed, plan, choose)
     target_batch = effective_batch_for(data.rows)
-    micro, ckpt = _choose_micro_batch(model, shape, quant, budget, target_batch, fixed)
+    devices = max(1, hardware.gpu_count)
+    micro, ckpt = _choose_micro_batch(model, shape, quant, budget, max(1, target_batch // devices), fixed)
     micro = choose("per_device_train_batch_size", micro, "largest micro-batch (up to the effective batch) that "
                                                           "fits in 90% of the free memory")
     ckpt = choose("gradient_checkpointing", ckpt, "needed to fit" if ckpt else "not needed to fit: off (~30% faster)")
     choose("per_device_eval_batch_size", micro, "same as the training micro-batch")
-    devices = max(1, hardware.gpu_count)
     accum = choose("gradient_accumulation_steps", max(1, math.ceil(target_batch / (micro * devices))),
                    f"effective batch {target_batch} = micro-batch {micro} x {devices} device(s) x accumulation")
     effective = micro * devices * accum
@@ -257,9 +257,12 @@ def _choose_quantization(model, shape, budget, gpu, fixed, plan, choose) -> str:
     return "nf4-dq"
 
 
-def _choose_micro_batch(model, shape, quant, budget, target_batch, fixed) -> tuple[int, bool]:
-    """Gradient checkpointing only when needed: the largest micro-batch without it, else the largest with it."""
-    ceiling = min(MAX_MICRO_BATCH, target_batch)
+def _choose_micro_batch(model, shape, quant, budget, per_device_batch, fixed) -> tuple[int, bool]:
+    """Gradient checkpointing only when needed: the largest micro-batch without it, else the largest with it.
+
+    The micro-batch never exceeds one device's share of the effective batch, so that several GPUs do not
+    overshoot it."""
+    ceiling = min(MAX_MICRO_BATCH, per_device_batch)
     user_micro = fixed.get("per_device_train_batch_size")
     user_ckpt = fixed.get("gradient_checkpointing")
     micros = [user_micro.value] if user_micro else [2**i for i in range(int(math.log2(ceiling)), -1, -1)]
