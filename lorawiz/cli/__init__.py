@@ -18,6 +18,7 @@ from lorawiz.cli.inspect import inspect_command
 from lorawiz.cli.mix import mix_command
 from lorawiz.cli.plan import plan_command
 from lorawiz.cli.split import split_command
+from lorawiz.cli.train import train_command
 
 app = typer.Typer(
     name="lorawiz",
@@ -57,9 +58,25 @@ app.command("mix")(mix_command)
 app.command("inspect")(inspect_command)
 app.command("plan")(plan_command)
 app.command("doctor")(doctor_command)
+app.command("train")(train_command)
 app.command("completion")(completion.completion)
+
+
+OPTIONAL_VALUE = {"--resume": "auto"}  # `--resume` alone means `--resume auto` (click has no optional values)
+
+
+def with_optional_values(argv: list[str]) -> list[str]:
+    """Give a value-less optional-value flag its implied value, so that it never swallows the next option."""
+    out = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg in OPTIONAL_VALUE and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            out.append(OPTIONAL_VALUE[arg])
+    return out
 
 
 def main() -> None:
     """Console-script entry point."""
-    app(prog_name="lorawiz")
+    import sys
+
+    app(args=with_optional_values(sys.argv[1:]), prog_name="lorawiz")

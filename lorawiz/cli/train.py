@@ -1,0 +1,77 @@
+"""`lorawiz train`: plan, then train a LoRA/QLoRA adapter with a live dashboard, safe checkpoints and resume."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from lorawiz.cli import _options as opt
+from lorawiz.cli._funnel import funnel
+
+
+@funnel
+def train_command(
+    config: opt.ConfigArg = None,
+    preset: opt.PresetOpt = None,
+    set_: opt.SetOpt = None,
+    backend: Annotated[str, typer.Option("--backend", metavar="auto|hf|unsloth", help="Training backend; auto "
+                                         "takes unsloth when it is installed and supports the GPU and model.")
+                       ] = "auto",
+    resume: Annotated[str | None, typer.Option(
+        "--resume", metavar="[auto|PATH]",
+        help="Continue from the newest complete checkpoint in the output folder (auto), or from PATH.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and show the first tokenised example with its "
+                                          "loss mask; train nothing.")] = False,
+    hardware: Annotated[str | None, typer.Option("--hardware", metavar="SPEC", help="Plan as if on this hardware "
+                                                 "(see lorawiz plan --help); training still runs here.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in the output folder.")
+                         ] = False,
+    model_name_or_path: opt.ModelOpt = None,
+    train_file: opt.TrainFileOpt = None,
+    validation_file: opt.ValidationFileOpt = None,
+    task: opt.TaskOpt = None,
+    output_dir: opt.OutputDirOpt = None,
+    max_seq_length: opt.MaxSeqLengthOpt = None,
+    lora_r: opt.LoraROpt = None,
+    lora_alpha: opt.LoraAlphaOpt = None,
+    lora_dropout: opt.LoraDropoutOpt = None,
+    learning_rate: opt.LearningRateOpt = None,
+    num_train_epochs: opt.EpochsOpt = None,
+    max_steps: opt.MaxStepsOpt = None,
+    per_device_train_batch_size: opt.BatchSizeOpt = None,
+    gradient_accumulation_steps: opt.GradAccumOpt = None,
+    warmup_ratio: opt.WarmupRatioOpt = None,
+    warmup_steps: opt.WarmupStepsOpt = None,
+    seed: opt.SeedOpt = None,
+    early_stopping_patience: opt.PatienceOpt = None,
+    load_in_4bit: opt.LoadIn4bitOpt = None,
+    bf16: opt.Bf16Opt = None,
+    fp16: opt.Fp16Opt = None,
+    gradient_checkpointing: opt.GradCkptOpt = None,
+    packing: opt.PackingOpt = None,
+) -> None:
+    """Train a LoRA or QLoRA adapter: plan for this machine, then train, evaluate and save.
+
+    Values come from built-in defaults < --preset < the recommender < CONFIG < --set < flags; the plan
+    printed first says where each came from. Ctrl-C saves a checkpoint and prints the command that
+    resumes; --resume continues from the newest complete one. Outputs: the adapter (PEFT format),
+    tokenizer, lorawiz.yaml (re-runnable), metrics.jsonl, training.log, TensorBoard events,
+    all_results.json and a model card.
+
+    \b
+    Examples:
+      lorawiz train --model meta-llama/Llama-3.1-8B-Instruct --data train.jsonl --preset standard
+      lorawiz train configs/default.json --learning_rate 3e-4 --num_train_epochs 5 --lora_r 64
+      lorawiz train --model builtin:tiny --data builtin:triage --output-dir runs/demo --resume
+    """
+    from lorawiz.config import resolve_config
+    from lorawiz.console import is_plain
+    from lorawiz.train.runner import TrainRequest, run_training
+
+    resolved = resolve_config(config, preset=preset, set_items=set_ or (), flags=opt.typed_flags(locals()),
+                              flag_names=opt.flag_spellings())
+    request = TrainRequest(resolved.flat(), resolved.sources, backend=backend, resume=resume, dry_run=dry_run,
+                           overwrite=overwrite, plain=is_plain(), hardware_spec=hardware, argv=sys.argv[1:])
+    run_training(request)

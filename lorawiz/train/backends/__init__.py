@@ -1,0 +1,1 @@
+"""Training backends behind one interface: `hf` (transformers + peft + TRL) and `unsloth`."""

@@ -1,0 +1,71 @@
+"""What a training backend provides, and how `--backend auto` picks one."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from lorawiz.errors import LorawizError
+
+BACKENDS = ("auto", "hf", "unsloth")
+# Unsloth supports these architectures (its FastLanguageModel dispatch table) on CUDA GPUs of compute capability 7.0+.
+UNSLOTH_ARCHITECTURES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3"})
+UNSLOTH_MIN_CAPABILITY = (7, 0)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to train (LoRA applied) and its tokenizer, with what the backend did worth saying."""
+
+    model: Any
+    tokenizer: Any
+    notes: list[str] = field(default_factory=list)
+
+
+class Backend(Protocol):
+    name: str
+
+    def load(self, values: dict[str, Any]) -> LoadedModel:
+        """Load the base model (quantised as configured) and tokenizer, and wrap the model with LoRA."""
+        ...
+
+    def trainer(self, loaded: LoadedModel, train_data: Any, eval_data: Any, args: Any, callbacks: list) -> Any:
+        """A transformers Trainer (TRL SFTTrainer) over pre-tokenised data."""
+        ...
+
+
+def choose_backend(requested: str, hardware: Any, architecture: str) -> tuple[str, str]:
+    """The backend to use and why."""
+    if requested not in BACKENDS:
+        raise LorawizError(f"--backend {requested}: unknown backend.", hint=f"Use one of: {', '.join(BACKENDS)}.")
+    installed = importlib.util.find_spec("unsloth") is not None
+    gpu_ok = not hardware.is_cpu_only and all(tuple(g.compute_capability) >= UNSLOTH_MIN_CAPABILITY
+                                              for g in hardware.gpus)
+    arch_ok = architecture in UNSLOTH_ARCHITECTURES
+    if requested == "hf":
+        return "hf", "asked for with --backend hf"
+    if requested == "unsloth":
+        missing = [why for ok, why in ((installed, "unsloth is not installed (pip install -e \".[unsloth]\")"),
+                                       (gpu_ok, "it needs a CUDA GPU of compute capability 7.0 or newer"),
+                                       (arch_ok, f"it does not support the {architecture} architecture"))
+                   if not ok]
+        if missing:
+            raise LorawizError(f"--backend unsloth cannot run here: {'; '.join(missing)}.",
+                               hint="Use --backend hf (or auto).")
+        return "unsloth", "asked for with --backend unsloth"
+    if installed and gpu_ok and arch_ok:
+        return "unsloth", "auto: unsloth is installed and supports this GPU and architecture"
+    why = ("unsloth is not installed" if not installed else "no CUDA GPU of compute capability 7.0+" if not gpu_ok
+           else f"unsloth does not support {architecture}")
+    return "hf", f"auto: {why}, so transformers + peft + TRL"
+
+
+def get_backend(name: str) -> Backend:
+    if name == "unsloth":
+        from lorawiz.train.backends.unsloth import UnslothBackend  # must come before transformers is imported
+
+        return UnslothBackend()
+    from lorawiz.train.backends.hf import HFBackend
+
+    return HFBackend()
