@@ -413,6 +413,8 @@ def _train_with_fallback(request, values, inputs, backend, backend_name, data, c
                                    hint="Use a smaller model, shorter sequences, or a bigger GPU.") from exc
             values, change = fallback
             restarted = True
+            if is_main:
+                write_config(Path(values["output_dir"]), values, {})  # lorawiz.yaml re-runs what actually ran
             _free_memory()
             from lorawiz.train.checkpoints import complete_checkpoints
 
@@ -446,6 +448,9 @@ def _train_once(request, values, inputs, backend, backend_name, data, checkpoint
     quiet_libraries(request.plain)
     on_gpu = not inputs.hardware.is_cpu_only
     args = training_args(values, output_dir, on_gpu)
+    from transformers import set_seed
+
+    set_seed(int(values.get("seed") or 42))  # LoRA's initial weights too: same seed, same run
     loaded = backend.load(values)
     for note in loaded.notes:
         say(f"note: {note}")
@@ -459,9 +464,9 @@ def _train_once(request, values, inputs, backend, backend_name, data, checkpoint
         callbacks.append(EarlyStopping(patience, float(values.get("early_stopping_threshold") or 0.0),
                                        metric=values.get("metric_for_best_model") or "eval_loss",
                                        greater_is_better=bool(values.get("greater_is_better")), monitor=monitor))
-    fault = os.environ.get("LORAWIZ_FAULT")
-    if fault:
-        callbacks.append(FaultInjection(fault))
+    fault = _fault_injection(FaultInjection)
+    if fault is not None:
+        callbacks.append(fault)
     if data.eval is None:
         args.eval_strategy = "no"
         args.load_best_model_at_end = False
@@ -497,6 +502,15 @@ def _train_once(request, values, inputs, backend, backend_name, data, checkpoint
                        time.monotonic() - started)
 
 
+_FAULT: list[Any] = []  # the one FaultInjection of this process: a fault fires once, not again after a restart
+
+
+def _fault_injection(factory: Any) -> Any:
+    if not _FAULT and os.environ.get("LORAWIZ_FAULT"):
+        _FAULT.append(factory(os.environ["LORAWIZ_FAULT"]))
+    return _FAULT[0] if _FAULT else None
+
+
 def _resume_command(request: TrainRequest) -> str:
     argv = [a for a in request.argv if a not in ("--overwrite",)]
     if "--resume" not in argv:
@@ -513,7 +527,9 @@ def _save_outputs(trainer, loaded, values, result, output_dir: Path, inputs, bac
     metrics = dict(result.metrics)
     if data.eval is not None:
         metrics.update(trainer.evaluate())
-    metrics.update({"train_rows": data.stats["train_rows"], "val_rows": data.stats["val_rows"],
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    metrics.update({"final_loss": losses[-1] if losses else None,
+                    "train_rows": data.stats["train_rows"], "val_rows": data.stats["val_rows"],
                     "best_checkpoint": trainer.state.best_model_checkpoint, "global_step": trainer.state.global_step})
     with atomic_output(output_dir / "all_results.json", overwrite=True) as handle:
         json.dump(_jsonable(metrics), handle, indent=2)
