@@ -28,6 +28,13 @@ def train_command(
                                                  "(see lorawiz plan --help); training still runs here.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in the output folder.")
                          ] = False,
+    num_processes: Annotated[int | None, typer.Option("--num-processes", metavar="N", help="Data-parallel processes "
+                                                      "[default: one per visible GPU].")] = None,
+    accelerate_config: Annotated[str | None, typer.Option("--accelerate-config", metavar="FILE", help="An "
+                                                          "accelerate config (FSDP, DeepSpeed, several machines), "
+                                                          "passed to accelerate launch.")] = None,
+    plain: Annotated[bool, typer.Option("--plain", help="One plain line per logging step instead of the "
+                                        "dashboard.")] = False,
     model_name_or_path: opt.ModelOpt = None,
     train_file: opt.TrainFileOpt = None,
     validation_file: opt.ValidationFileOpt = None,
@@ -67,11 +74,30 @@ def train_command(
       lorawiz train --model builtin:tiny --data builtin:triage --output-dir runs/demo --resume
     """
     from lorawiz.config import resolve_config
-    from lorawiz.console import is_plain
+    from lorawiz.console import is_plain, set_plain
+    from lorawiz.train import launcher
     from lorawiz.train.runner import TrainRequest, run_training
+
+    if plain:
+        set_plain(True)
+    if not launcher.launched() and not dry_run:
+        processes, cpu = _processes(num_processes)
+        if processes > 1 or accelerate_config:
+            raise typer.Exit(launcher.relaunch(sys.argv[1:], processes, accelerate_config, cpu))
 
     resolved = resolve_config(config, preset=preset, set_items=set_ or (), flags=opt.typed_flags(locals()),
                               flag_names=opt.flag_spellings())
     request = TrainRequest(resolved.flat(), resolved.sources, backend=backend, resume=resume, dry_run=dry_run,
                            overwrite=overwrite, plain=is_plain(), hardware_spec=hardware, argv=sys.argv[1:])
     run_training(request)
+
+
+def _processes(requested: int | None) -> tuple[int, bool]:
+    """How many processes to launch, and whether they run on the CPU."""
+    from lorawiz.errors import LorawizError
+    from lorawiz.hardware import probe
+
+    if requested is not None and requested < 1:
+        raise LorawizError(f"--num-processes {requested}: must be at least 1.", hint="For example --num-processes 2.")
+    hardware = probe()
+    return (requested if requested is not None else max(1, hardware.gpu_count)), hardware.is_cpu_only

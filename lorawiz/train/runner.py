@@ -281,6 +281,10 @@ def run_training(request: TrainRequest) -> TrainResult:
     inputs = gather(values, request.sources, request.hardware_spec)
     plan = make_plan(inputs)
     values, sources = fill_from_plan(values, request.sources, plan)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and sources.get("gradient_accumulation_steps") == "recommender" and inputs.hardware.is_cpu_only:
+        # the plan counted one device; CPU processes share the effective batch like GPUs do
+        values["gradient_accumulation_steps"] = max(1, math.ceil(int(values["gradient_accumulation_steps"]) / world))
     if is_main:
         get_console().print(render_plan(inputs, plan, request.plain), soft_wrap=request.plain)
 
@@ -525,8 +529,10 @@ def _save_outputs(trainer, loaded, values, result, output_dir: Path, inputs, bac
     trainer.save_model(str(output_dir))  # adapter_config.json + adapter_model.safetensors (the best, if loaded)
     loaded.tokenizer.save_pretrained(str(output_dir))
     metrics = dict(result.metrics)
-    if data.eval is not None:
-        metrics.update(trainer.evaluate())
+    evals = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    if evals:  # the kept model's evaluation: the best one when it was loaded at the end, else the last
+        kept = trainer.state.best_metric if trainer.args.load_best_model_at_end else None
+        metrics["eval_loss"] = kept if kept is not None else evals[-1]["eval_loss"]
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     metrics.update({"final_loss": losses[-1] if losses else None,
                     "train_rows": data.stats["train_rows"], "val_rows": data.stats["val_rows"],
