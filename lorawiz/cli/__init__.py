@@ -12,6 +12,7 @@ import typer
 
 from lorawiz import __version__
 from lorawiz.cli import completion, config, presets
+from lorawiz.cli.demo import demo_command
 from lorawiz.cli.doctor import doctor_command
 from lorawiz.cli.format import format_command
 from lorawiz.cli.inspect import inspect_command
@@ -59,6 +60,7 @@ app.command("inspect")(inspect_command)
 app.command("plan")(plan_command)
 app.command("doctor")(doctor_command)
 app.command("train")(train_command)
+app.command("demo")(demo_command)
 app.command("completion")(completion.completion)
 
 

@@ -14,8 +14,9 @@ _PROGRESS_ENV = ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_B
 
 def quiet_libraries(plain: bool) -> None:
     """Plain: progress bars off (they are carriage-return noise in a log file) and only errors logged.
-    Rich: warnings visible (the default), progress bars left as they are; the training dashboard replaces the
-    Trainer's own bar through TrainingArguments(disable_tqdm=True)."""
+    Rich: warnings visible (the default); datasets' map/filter bars off (the plan and dashboard say what happens),
+    download and weight-loading bars kept (a first download of a large model takes minutes). The dashboard replaces
+    the Trainer's own bar through TrainingArguments(disable_tqdm=True)."""
     if plain:
         for name in _PROGRESS_ENV:  # also reaches subprocesses (dataloader workers, datasets.map with num_proc)
             os.environ.setdefault(name, "1")
@@ -36,8 +37,7 @@ def _configure(plain: bool) -> None:
         import datasets.utils
         import datasets.utils.logging as datasets_logging
 
-        if plain:
-            datasets.utils.disable_progress_bars()
+        datasets.utils.disable_progress_bars()
         _set_verbosity(datasets_logging, "datasets", plain)
     if plain:
         with contextlib.suppress(ImportError):

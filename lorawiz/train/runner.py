@@ -39,6 +39,7 @@ class TrainRequest:
     plain: bool = False
     hardware_spec: str | None = None
     argv: list[str] = field(default_factory=list)  # the command line, for the resume hint
+    extra_args: dict[str, Any] = field(default_factory=dict)  # more SFTConfig settings (the demo's eval_on_start)
 
 
 @dataclass
@@ -119,7 +120,7 @@ def write_config(output_dir: Path, values: dict[str, Any], sources: dict[str, st
         yaml.safe_dump(sections, handle, sort_keys=False)
 
 
-def training_args(values: dict[str, Any], output_dir: Path, on_gpu: bool) -> Any:
+def training_args(values: dict[str, Any], output_dir: Path, on_gpu: bool, extra: dict[str, Any] | None = None) -> Any:
     """TRL's SFTConfig from lorawiz's configuration (the names match transformers' where they exist)."""
     from trl import SFTConfig
 
@@ -170,6 +171,7 @@ def training_args(values: dict[str, Any], output_dir: Path, on_gpu: bool) -> Any
         use_cpu=not on_gpu,
         use_liger_kernel=liger_available() if on_gpu else False,
         shuffle_dataset=False,  # the Trainer's sampler shuffles each epoch with the seed
+        **(extra or {}),
     )
 
 
@@ -266,12 +268,16 @@ def run_training(request: TrainRequest) -> TrainResult:
 
     started = time.monotonic()
     _hide_optional_kernel_warning()
-    values = resolve_builtins(request.values)
-    if not values.get("model_name_or_path"):
+    if not request.values.get("model_name_or_path"):
         raise LorawizError("no model to train.", hint="Pass --model (a hub id, a local folder, or builtin:tiny).")
-    if not values.get("train_file"):
+    if not request.values.get("train_file"):
         raise LorawizError("no training data.", hint="Pass --data FILE (any shape lorawiz format reads), or "
                                                      "builtin:triage.")
+    backend_name, why, backend = _pick_backend(request)  # before transformers is imported: unsloth patches it
+    from lorawiz.train.quiet import quiet_libraries
+
+    quiet_libraries(request.plain)
+    values = resolve_builtins(request.values)
     output_dir = Path(values.get("output_dir") or "outputs/lorawiz-run").expanduser()
     values["output_dir"] = str(output_dir)
     is_main = int(os.environ.get("RANK", "0")) == 0
@@ -287,12 +293,6 @@ def run_training(request: TrainRequest) -> TrainResult:
         values["gradient_accumulation_steps"] = max(1, math.ceil(int(values["gradient_accumulation_steps"]) / world))
     if is_main:
         get_console().print(render_plan(inputs, plan, request.plain), soft_wrap=request.plain)
-
-    from lorawiz.train.backends.base import choose_backend, get_backend
-
-    backend_name, why = choose_backend(request.backend, inputs.hardware, inputs.model.architecture)
-    backend = get_backend(backend_name)  # unsloth must be imported before transformers loads the model
-    if is_main:
         say(f"backend: {backend_name} ({why})")
     if not request.dry_run and is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -333,6 +333,19 @@ class PreparedData:
     eval: Any
     stats: dict[str, Any]
     first: dict[str, list[int]]
+
+
+def _pick_backend(request: TrainRequest) -> tuple[str, str, Any]:
+    """Choose the backend from the hardware and the model's architecture, and import it (unsloth comes first)."""
+    from lorawiz.catalog import load_model_facts
+    from lorawiz.hardware import parse_hardware_spec, probe
+    from lorawiz.train.backends.base import choose_backend, get_backend
+
+    hardware = parse_hardware_spec(request.hardware_spec) if request.hardware_spec else probe()
+    model = request.values["model_name_or_path"]
+    architecture = "llama" if model == "builtin:tiny" else load_model_facts(model).architecture
+    name, why = choose_backend(request.backend, hardware, architecture)
+    return name, why, get_backend(name)
 
 
 def _prepare_data(values: dict[str, Any], inputs: Any) -> PreparedData:
@@ -451,7 +464,7 @@ def _train_once(request, values, inputs, backend, backend_name, data, checkpoint
     output_dir = Path(values["output_dir"])
     quiet_libraries(request.plain)
     on_gpu = not inputs.hardware.is_cpu_only
-    args = training_args(values, output_dir, on_gpu)
+    args = training_args(values, output_dir, on_gpu, request.extra_args)
     from transformers import set_seed
 
     set_seed(int(values.get("seed") or 42))  # LoRA's initial weights too: same seed, same run
