@@ -93,6 +93,8 @@ SECTIONS: dict[str, tuple[Knob, ...]] = {
            auto=True, gt=0),
         _k("packing", bool, None, "Pack several short rows into one sequence: faster on short data, no padding.",
            auto=True),
+        _k("assistant_only_loss", bool, True,
+           "Learn from the assistant's answers only (true), or from every token, prompts included (false)."),
         _k("system_prompt", str, None, "System prompt added to rows that have none."),
         _k("task", Literal[TASKS], "chat",
            "What the data teaches: chat, instruction, code, domain (adaptation) or classification."),

@@ -124,7 +124,7 @@ def training_args(values: dict[str, Any], output_dir: Path, on_gpu: bool, extra:
     """TRL's SFTConfig from lorawiz's configuration (the names match transformers' where they exist)."""
     from trl import SFTConfig
 
-    from lorawiz.train.backends.hf import liger_available
+    from lorawiz.train.backends.hf import flash_attention, liger_available
 
     warmup = values.get("warmup_steps")
     if warmup is None:
@@ -165,6 +165,8 @@ def training_args(values: dict[str, Any], output_dir: Path, on_gpu: bool, extra:
         dataloader_num_workers=int(values.get("dataloader_num_workers") or 0),
         max_length=int(values["max_seq_length"]),
         packing=bool(values.get("packing")),
+        # Without packing, FlashAttention can take the batch as one unpadded sequence (no compute on padding).
+        padding_free=flash_attention(values) and not values.get("packing") and on_gpu,
         dataset_num_proc=None,
         disable_tqdm=True,  # the dashboard (or the plain log) shows progress
         include_num_input_tokens_seen="non_padding",
@@ -368,8 +370,9 @@ def _prepare_data(values: dict[str, Any], inputs: Any) -> PreparedData:
                                               cache_dir=values.get("cache_dir"))
     ensure_chat_template(tokenizer)
     max_len = int(values["max_seq_length"])
-    train = tokenize_rows(tokenizer, rows, max_len)
-    val = tokenize_rows(tokenizer, val_rows, max_len) if val_rows else None
+    assistant_only = values.get("assistant_only_loss", True) is not False
+    train = tokenize_rows(tokenizer, rows, max_len, assistant_only)
+    val = tokenize_rows(tokenizer, val_rows, max_len, assistant_only) if val_rows else None
     if not train.examples:
         raise LorawizError("no training example has an answer token left within max_seq_length.",
                            hint="Raise --max-seq-length, or check that rows end with an assistant answer.")
@@ -404,7 +407,8 @@ def _show_dry_run(data: PreparedData, values: dict[str, Any]) -> None:
             line.append(token, style="bold black on green" if trained else "dim")
     get_console().print(line, soft_wrap=True, markup=False)
     trained = sum(1 for _, t in pieces if t)
-    say(f"{trained} of {len(pieces)} tokens are trained on (the assistant's answers); dry run: nothing trained")
+    which = "the assistant's answers" if values.get("assistant_only_loss", True) is not False else "every token"
+    say(f"{trained} of {len(pieces)} tokens are trained on ({which}); dry run: nothing trained")
 
 
 def _train_with_fallback(request, values, inputs, backend, backend_name, data, checkpoint, fingerprints,

@@ -6,6 +6,7 @@ Every run is a real subprocess (signals and SIGKILL included), on a small slice 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -189,3 +190,20 @@ def test_two_processes_train_data_parallel_over_gloo(tmp_path, data):
     assert done.stdout.count("fits: yes") == 1  # only rank 0 prints the plan and the log
     assert sum(1 for line in done.stdout.splitlines() if line.startswith("step ")) == 2
     assert (out / "adapter_model.safetensors").is_file()
+
+
+def test_early_stopping_triggers_and_says_which_checkpoint_is_kept(tmp_path, data):
+    out = tmp_path / "run"
+    done = train(out, data, "--set", "eval_steps=2", "--set", "early_stopping_patience=1",
+                 "--set", "early_stopping_threshold=0.5")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert results(out)["global_step"] < 8
+    assert "early stopping" in done.stdout.lower() and "checkpoint-2" in done.stdout
+    assert "early stopping" in (out / "training.log").read_text().lower()
+
+
+def test_loss_on_every_token_when_asked(tmp_path, data):
+    done = train(tmp_path / "run", data, "--dry-run", "--set", "assistant_only_loss=false")
+    assert done.returncode == 0, done.stderr
+    counts = re.search(r"(\d+) of (\d+) tokens are trained on \(every token\)", done.stdout)
+    assert counts and counts.group(1) == counts.group(2)

@@ -64,7 +64,8 @@ class HFBackend:
             tokenizer = AutoTokenizer.from_pretrained(path, **common)
             quant = quantization_config(values)
             model = AutoModelForCausalLM.from_pretrained(
-                path, dtype=torch_dtype(values), quantization_config=quant, attn_implementation="sdpa",
+                path, dtype=torch_dtype(values), quantization_config=quant,
+                attn_implementation="flash_attention_2" if flash_attention(values) else "sdpa",
                 device_map=_device_map(quant), **common)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -102,6 +103,14 @@ def _device_map(quant: Any) -> Any:
     if torch.cuda.is_available():
         return {"": int(os.environ.get("LOCAL_RANK", "0"))}
     return {"": "cpu"}
+
+
+def flash_attention(values: dict[str, Any]) -> bool:
+    """FlashAttention 2 when installed on CUDA in 16-bit: it also allows padding-free batches."""
+    import torch
+
+    return (importlib.util.find_spec("flash_attn") is not None and torch.cuda.is_available()
+            and bool(values.get("bf16") or values.get("fp16")))
 
 
 def liger_available() -> bool:
