@@ -54,6 +54,28 @@ class FormatReport:
         return found
 
 
+@dataclass
+class BadRows:
+    """Rows that could not be used, grouped by kind with their first line numbers, reported once at the end."""
+
+    count: int = 0
+    lines: dict[str, list[int]] = field(default_factory=dict)
+
+    def note(self, line: int, kind: str) -> None:
+        self.count += 1
+        shown = self.lines.setdefault(kind, [])
+        if len(shown) < SHOWN_LINES:
+            shown.append(line)
+
+    def raise_if_any(self, source: Path, outcome: str, hint: str) -> None:
+        """`source has N bad rows; <outcome>` with one line per kind, as a ProblemsError."""
+        if self.count:
+            plural = "s" if self.count > 1 else ""
+            raise ProblemsError(f"{source} has {self.count} bad row{plural}; {outcome}",
+                                [Problem("", f"{kind} (line {', '.join(map(str, lines))})")
+                                 for kind, lines in self.lines.items()], hint=hint)
+
+
 def resolve_shape(source: Path, opts: ConvertOptions) -> tuple[str, str]:
     """The shape to convert from: the one given, or the one detected from the first rows."""
     if opts.shape != "auto":

@@ -18,16 +18,15 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lorawiz.data.convert import iter_canonical, resolve_shape
+from lorawiz.data.convert import BadRows, iter_canonical, resolve_shape
 from lorawiz.data.formats import ConvertOptions, RowProblem
 from lorawiz.data.readers import HUB_ID
 from lorawiz.data.shares import largest_remainder
 from lorawiz.data.writers import atomic_output, check_writable
-from lorawiz.errors import LorawizError, Problem, ProblemsError
+from lorawiz.errors import LorawizError
 
 BUCKET_ROWS = 50_000  # rows sorted in memory at once when writing the shuffled output
 MAX_BUCKETS = 256  # open files at once; buckets grow beyond BUCKET_ROWS rather than exceed this
-SHOWN_LINES = 5
 
 
 @dataclass
@@ -118,21 +117,14 @@ def _scan(source: MixSource) -> str:
     path = Path(source.path)
     opts = ConvertOptions()
     source.shape, source.reason = resolve_shape(path, opts)
-    bad: dict[str, list[int]] = {}
-    bad_count = 0
+    bad = BadRows()
     for line, row in iter_canonical(path, source.shape, opts):
         if isinstance(row, RowProblem):
-            bad_count += 1
-            lines = bad.setdefault(row.kind, [])
-            if len(lines) < SHOWN_LINES:
-                lines.append(line)
+            bad.note(line, row.kind)
         else:
             source.rows += 1
-    if bad_count:
-        raise ProblemsError(f"{path} has {bad_count} bad row{'s' if bad_count > 1 else ''}; nothing was written",
-                            [Problem("", f"{kind} (line {', '.join(map(str, lines))})") for kind, lines in bad.items()],
-                            hint=f"Clean it first (lorawiz format {path} -o clean.jsonl --skip-bad), then mix the "
-                                 "clean file.")
+    bad.raise_if_any(path, "nothing was written", hint=f"Clean it first (lorawiz format {path} -o clean.jsonl "
+                                                       "--skip-bad), then mix the clean file.")
     if source.rows == 0:
         raise LorawizError(f"{path} has no rows.", hint="Check the file.")
     return "text" if source.shape == "text" else "messages"

@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from lorawiz.builtin.tokenizer import CHATML_TEMPLATE
-from lorawiz.data.convert import iter_canonical, resolve_shape
+from lorawiz.data.convert import BadRows, iter_canonical, resolve_shape
 from lorawiz.data.dedupe import DuplicateFinder
 from lorawiz.data.formats import ConvertOptions, RowProblem
-from lorawiz.errors import LorawizError, Problem, ProblemsError
+from lorawiz.errors import LorawizError
 
 IGNORE_INDEX = -100  # labels the loss skips (PyTorch cross_entropy's ignore_index)
 BATCH_ROWS = 512
-SHOWN_LINES = 5
 
 
 @dataclass
@@ -42,19 +41,14 @@ def read_rows(path: str | Path, opts: ConvertOptions | None = None) -> list[dict
     path = Path(path)
     opts = opts or ConvertOptions()
     shape, _ = resolve_shape(path, opts)
-    rows, bad, count = [], {}, 0
+    rows, bad = [], BadRows()
     for line, row in iter_canonical(path, shape, opts):
         if isinstance(row, RowProblem):
-            count += 1
-            lines = bad.setdefault(row.kind, [])
-            if len(lines) < SHOWN_LINES:
-                lines.append(line)
+            bad.note(line, row.kind)
         else:
             rows.append(row)
-    if count:
-        raise ProblemsError(f"{path} has {count} bad row{'s' if count > 1 else ''}; training did not start",
-                            [Problem("", f"{kind} (line {', '.join(map(str, lines))})") for kind, lines in bad.items()],
-                            hint=f"Clean it first: lorawiz format {path} -o clean.jsonl --skip-bad")
+    bad.raise_if_any(path, "training did not start", hint=f"Clean it first: lorawiz format {path} -o clean.jsonl "
+                                                          "--skip-bad")
     if not rows:
         raise LorawizError(f"{path} has no rows to train on.", hint="Check the file.")
     return rows
