@@ -44,9 +44,11 @@ def split_sources(values: dict[str, Any], sources: dict[str, str]
 
 def gather(values: dict[str, Any], sources: dict[str, str], hardware_spec: str | None = None) -> PlanInputs:
     """Read the hardware (probed, or --hardware), the model's facts and the data's statistics."""
+    from lorawiz.builtin import resolve_names
     from lorawiz.catalog import load_model_facts
     from lorawiz.hardware import parse_hardware_spec, probe
 
+    values = resolve_names(values)
     model_name = values.get("model_name_or_path")
     if not model_name:
         raise LorawizError("no model to plan for.", hint="Pass --model (a hub id such as meta-llama/Llama-3.1-8B, "

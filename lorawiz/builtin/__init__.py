@@ -59,3 +59,15 @@ def resolve_builtin(name: str, cache_root: str | Path | None = None) -> str:
     known = "\n".join(f"  {known}  {about}" for known, about in BUILTIN_NAMES.items())
     hint = (f'Did you mean "{close[0]}"? ' if close else "") + f"Known built-ins:\n{known}"
     raise LorawizError(f'unknown built-in "{name}".', hint=hint)
+
+
+def resolve_names(values: dict) -> dict:
+    """A configuration with its builtin: names replaced by their cached paths; builtin:triage brings its validation
+    part along when no validation file is given."""
+    values = dict(values)
+    if values.get("train_file") == "builtin:triage" and not values.get("validation_file"):
+        values["validation_file"] = "builtin:triage:validation"
+    for key in ("model_name_or_path", "train_file", "validation_file"):
+        if isinstance(values.get(key), str) and is_builtin(values[key]):
+            values[key] = resolve_builtin(values[key])
+    return values

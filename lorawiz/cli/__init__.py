@@ -15,6 +15,7 @@ from lorawiz.cli import completion, config, presets
 from lorawiz.cli.demo import demo_command
 from lorawiz.cli.doctor import doctor_command
 from lorawiz.cli.format import format_command
+from lorawiz.cli.init import init_command
 from lorawiz.cli.inspect import inspect_command
 from lorawiz.cli.mix import mix_command
 from lorawiz.cli.plan import plan_command
@@ -61,6 +62,7 @@ app.command("plan")(plan_command)
 app.command("doctor")(doctor_command)
 app.command("train")(train_command)
 app.command("demo")(demo_command)
+app.command("init")(init_command)
 app.command("completion")(completion.completion)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lorawiz import __version__
+from lorawiz.builtin import resolve_names
 from lorawiz.data.writers import atomic_output
 from lorawiz.errors import LorawizError
 
@@ -49,19 +50,6 @@ class TrainResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     best_checkpoint: str | None = None
     seconds: float = 0.0
-
-
-def resolve_builtins(values: dict[str, Any]) -> dict[str, Any]:
-    """builtin:tiny and builtin:triage to their cached paths; builtin:triage brings its validation part."""
-    from lorawiz.builtin import resolve_builtin
-
-    values = dict(values)
-    if values.get("train_file") == "builtin:triage" and not values.get("validation_file"):
-        values["validation_file"] = "builtin:triage:validation"
-    for key in ("model_name_or_path", "train_file", "validation_file"):
-        if isinstance(values.get(key), str) and values[key].startswith("builtin:"):
-            values[key] = str(resolve_builtin(values[key]))
-    return values
 
 
 def check_output_dir(output_dir: Path, resume: str | None, overwrite: bool) -> None:
@@ -279,7 +267,7 @@ def run_training(request: TrainRequest) -> TrainResult:
     from lorawiz.train.quiet import quiet_libraries
 
     quiet_libraries(request.plain)
-    values = resolve_builtins(request.values)
+    values = resolve_names(request.values)
     output_dir = Path(values.get("output_dir") or "outputs/lorawiz-run").expanduser()
     values["output_dir"] = str(output_dir)
     is_main = int(os.environ.get("RANK", "0")) == 0

@@ -1,0 +1,70 @@
+"""`lorawiz init`: the guided wizard from "a GPU, a model name and a data file" to a config that fits."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from lorawiz.cli import _options as opt
+from lorawiz.cli._funnel import funnel
+
+CANCELLED_EXIT = 130
+
+
+@funnel
+def init_command(
+    model_name_or_path: opt.ModelOpt = None,
+    train_file: opt.TrainFileOpt = None,
+    validation_file: opt.ValidationFileOpt = None,
+    task: opt.TaskOpt = None,
+    preset: opt.PresetOpt = None,
+    output_dir: opt.OutputDirOpt = None,
+    hardware: Annotated[str | None, typer.Option("--hardware", metavar="SPEC", help="Plan for another machine "
+                                                 "(see lorawiz plan --help).")] = None,
+    config_out: Annotated[str | None, typer.Option("--config-out", metavar="FILE", help="Where to write the config "
+                                                   "[default: lorawiz.yaml].")] = None,
+    set_: opt.SetOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Accept every recommendation without asking.")] = False,
+    no_input: Annotated[bool, typer.Option("--no-input", help="Never prompt; fail naming the missing flags.")
+                        ] = False,
+    train: Annotated[bool, typer.Option("--train", help="Start training with the written config.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing files (config, converted data).")
+                         ] = False,
+) -> None:
+    """Guided setup: hardware, model, data, task and scenario, then a plan you can adjust, then a config.
+
+    Every question has a flag, and the wizard asks only what the flags left open; --yes takes every
+    recommendation, --no-input never asks (as without a terminal). It ends with a commented YAML config
+    that `lorawiz train` runs, and the equivalent non-interactive command.
+
+    \b
+    Examples:
+      lorawiz init
+      lorawiz init --model meta-llama/Llama-3.1-8B-Instruct --data tickets.csv --task classification
+      lorawiz init --model qwen2.5-7b --data train.jsonl --preset memory --yes --config-out run.yaml
+    """
+    from lorawiz.console import say
+    from lorawiz.wizard.flow import InitOptions, run_wizard
+    from lorawiz.wizard.prompter import Cancelled, Prompter
+
+    opts = InitOptions(model=model_name_or_path, data=train_file, val_data=validation_file, task=task, preset=preset,
+                       output_dir=output_dir, hardware=hardware, config_out=config_out, set_items=list(set_ or []),
+                       overwrite=overwrite)
+    prompter = Prompter.for_flags(yes=yes, no_input=no_input)
+    try:
+        result = run_wizard(opts, prompter)
+    except Cancelled:
+        say("cancelled: nothing was written")
+        raise typer.Exit(CANCELLED_EXIT) from None
+    say(f"wrote {result.config_path}")
+    say(f"same setup without questions: {result.command}")
+    say(f"train it: {result.train_command}")
+    if train or (prompter.interactive and not yes and prompter.confirm("Start training now?", default=False)):
+        from lorawiz.config import resolve_config
+        from lorawiz.console import is_plain
+        from lorawiz.train.runner import TrainRequest, run_training
+
+        resolved = resolve_config(result.config_path)
+        run_training(TrainRequest(resolved.flat(), resolved.sources, plain=is_plain(),
+                                  argv=["train", str(result.config_path)]))
