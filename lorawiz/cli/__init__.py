@@ -12,11 +12,13 @@ import typer
 
 from lorawiz import __version__
 from lorawiz.cli import completion, config, presets
+from lorawiz.cli.chat import chat_command
 from lorawiz.cli.demo import demo_command
 from lorawiz.cli.doctor import doctor_command
 from lorawiz.cli.format import format_command
 from lorawiz.cli.init import init_command
 from lorawiz.cli.inspect import inspect_command
+from lorawiz.cli.merge import merge_command
 from lorawiz.cli.mix import mix_command
 from lorawiz.cli.plan import plan_command
 from lorawiz.cli.split import split_command
@@ -63,6 +65,8 @@ app.command("doctor")(doctor_command)
 app.command("train")(train_command)
 app.command("demo")(demo_command)
 app.command("init")(init_command)
+app.command("merge")(merge_command)
+app.command("chat")(chat_command)
 app.command("completion")(completion.completion)
 
 

@@ -53,3 +53,14 @@ def _set_verbosity(module, library: str, plain: bool) -> None:
         module.set_verbosity_error()
     else:
         module.set_verbosity_warning()
+
+
+def hide_optional_kernel_warning() -> None:
+    """bitsandbytes' CPU backend warns at import that an optional kernels download is missing: not actionable."""
+    import logging
+
+    class _Filter(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "kernels-community" not in record.getMessage()
+
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_Filter())

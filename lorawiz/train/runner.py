@@ -23,6 +23,7 @@ from lorawiz import __version__
 from lorawiz.builtin import resolve_names
 from lorawiz.data.writers import atomic_output
 from lorawiz.errors import LorawizError
+from lorawiz.train.quiet import hide_optional_kernel_warning
 
 INTERRUPTED_EXIT = 130  # the shell's code for a run stopped by Ctrl-C
 SECRET_WORDS = ("token", "secret", "password", "api_key")
@@ -241,23 +242,12 @@ def is_out_of_memory(exc: BaseException) -> bool:
 # The run
 
 
-def _hide_optional_kernel_warning() -> None:
-    """bitsandbytes' CPU backend warns at import that an optional kernels download is missing: not actionable."""
-    import logging
-
-    class _Filter(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            return "kernels-community" not in record.getMessage()
-
-    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_Filter())
-
-
 def run_training(request: TrainRequest) -> TrainResult:
     from lorawiz.console import get_console, say
     from lorawiz.planning import gather, make_plan, render_plan
 
     started = time.monotonic()
-    _hide_optional_kernel_warning()
+    hide_optional_kernel_warning()
     if not request.values.get("model_name_or_path"):
         raise LorawizError("no model to train.", hint="Pass --model (a hub id, a local folder, or builtin:tiny).")
     if not request.values.get("train_file"):

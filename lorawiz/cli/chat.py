@@ -1,0 +1,54 @@
+"""`lorawiz chat`: talk to a fine-tuned model, with streamed answers; --prompt answers once, for scripts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from lorawiz.cli._funnel import funnel
+
+
+@funnel
+def chat_command(
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="An adapter folder, a merged model or a hub id.")],
+    base: Annotated[str | None, typer.Option("--base", metavar="MODEL", help="The base model of an adapter "
+                                             "[default: from adapter_config.json].")] = None,
+    system: Annotated[str | None, typer.Option("--system", metavar="TEXT", help="A system prompt.")] = None,
+    prompt: Annotated[str | None, typer.Option("--prompt", metavar="TEXT", help="Answer this once and exit.")
+                      ] = None,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Longest answer in tokens.")] = 512,
+    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature; 0 answers "
+                                               "deterministically.")] = 0.7,
+) -> None:
+    """Chat with a model through its chat template; answers stream as they are generated.
+
+    In the conversation, /reset starts over and /exit (or Ctrl-D) leaves.
+
+    \b
+    Examples:
+      lorawiz chat outputs/my-run
+      lorawiz chat outputs/my-run --prompt "A tanker is leaking on the ring road." --temperature 0
+    """
+    import sys
+
+    from lorawiz.chat import open_session, repl
+    from lorawiz.console import is_plain
+    from lorawiz.errors import LorawizError
+    from lorawiz.train.quiet import hide_optional_kernel_warning, quiet_libraries
+
+    hide_optional_kernel_warning()
+    quiet_libraries(plain=is_plain())
+
+    if max_new_tokens < 1:
+        raise LorawizError(f"--max-new-tokens {max_new_tokens}: must be at least 1.", hint="For example 256.")
+    if temperature < 0:
+        raise LorawizError(f"--temperature {temperature}: must be 0 or more.", hint="For example 0.7, or 0.")
+    session = open_session(target, base, system, max_new_tokens, temperature)
+    if prompt is not None:
+        for piece in session.stream(prompt):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return
+    repl(session)
