@@ -54,19 +54,20 @@ def root(
         set_plain(True)
 
 
-app.add_typer(presets.app, name="presets")
-app.add_typer(config.app, name="config")
+# In the order of the journey: set up, try, train; then data tools; then after training; then helpers.
+app.command("init")(init_command)
+app.command("demo")(demo_command)
+app.command("plan")(plan_command)
+app.command("train")(train_command)
+app.command("doctor")(doctor_command)
 app.command("format")(format_command)
 app.command("split")(split_command)
 app.command("mix")(mix_command)
 app.command("inspect")(inspect_command)
-app.command("plan")(plan_command)
-app.command("doctor")(doctor_command)
-app.command("train")(train_command)
-app.command("demo")(demo_command)
-app.command("init")(init_command)
 app.command("merge")(merge_command)
 app.command("chat")(chat_command)
+app.add_typer(presets.app, name="presets")
+app.add_typer(config.app, name="config")
 app.command("completion")(completion.completion)
 
 
