@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import sys
 from urllib.parse import urlparse
 
 PROBE_TIMEOUT_S = 1.5
@@ -26,4 +27,14 @@ def hub_reachable() -> bool:
         with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
             return True
     except OSError:
+        _stay_offline()
         return False
+
+
+def _stay_offline() -> None:
+    """Unreachable: put huggingface_hub in offline mode for this process, so that every later lookup (PEFT's
+    adapter_config.json probe included, which ignores local_files_only) goes to the cache at once."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # already imported: it read the variable at import
+        constants.HF_HUB_OFFLINE = True

@@ -56,10 +56,17 @@ def load_tokenizer_for(target: Target) -> Any:
     """The adapter's own tokenizer when it saved one (lorawiz train does), else the model's."""
     from transformers import AutoTokenizer
 
+    from lorawiz.hub import hub_reachable
     from lorawiz.train.dataset import ensure_chat_template
 
     source = target.path if (Path(target.path) / "tokenizer_config.json").is_file() else (target.base or target.path)
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    offline = not Path(source).expanduser().exists() and not hub_reachable()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **({"local_files_only": True} if offline else {}))
+    except (OSError, ValueError) as exc:
+        where = " (the Hub is unreachable from here, and it is not in the local cache)" if offline else ""
+        raise LorawizError(f"cannot load the tokenizer of {source}{where}.",
+                           hint="Give a local model folder, or a hub id where the Hub is reachable.") from exc
     ensure_chat_template(tokenizer)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -70,9 +77,13 @@ def load_model(target: Target, dtype: str = "bf16", merge: bool = False, device:
     """The model to run: base + adapter (optionally merged into the base), or the model itself, in eval mode."""
     from transformers import AutoModelForCausalLM
 
+    from lorawiz.hub import hub_reachable
+
     path = target.base if target.is_adapter else target.path
+    offline = not Path(path).expanduser().exists() and not hub_reachable()  # the cache only, no 20 s of retries
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype))
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype),
+                                                     **({"local_files_only": True} if offline else {}))
         if target.is_adapter:
             from peft import PeftModel
 

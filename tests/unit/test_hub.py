@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
@@ -11,7 +12,7 @@ from lorawiz.hub import hub_reachable
 
 @pytest.fixture(autouse=True)
 def _fresh_probe(monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "")  # recorded, so that the probe's own setting is undone afterwards
     hub_reachable.cache_clear()
     yield
     hub_reachable.cache_clear()
@@ -27,6 +28,7 @@ def test_listening_endpoint_is_reachable_and_a_closed_one_is_not(monkeypatch):
     hub_reachable.cache_clear()
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")  # the server is closed now
     assert hub_reachable() is False
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # later lookups go straight to the cache
 
 
 def test_offline_mode_is_never_reachable(monkeypatch):
