@@ -29,19 +29,12 @@ def default_output_dir() -> Path:
 
 
 def _accuracy(model_dir: str, adapter_dir: Path | None, rows: list[dict[str, Any]]) -> float:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from lorawiz.builtin.triage import CATEGORIES
     from lorawiz.evaluate import classification_accuracy
+    from lorawiz.targets import Target, load_model, load_tokenizer_for
 
-    tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir or model_dir))
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    if adapter_dir is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(adapter_dir))
-    model.eval()
-    return classification_accuracy(model, tokenizer, rows, CATEGORIES)
+    target = Target(str(adapter_dir), model_dir, True) if adapter_dir else Target(model_dir, None, False)
+    return classification_accuracy(load_model(target, "fp32"), load_tokenizer_for(target), rows, CATEGORIES)
 
 
 def run_demo(output_dir: Path | None, plain: bool, overwrite: bool = False) -> DemoResult:

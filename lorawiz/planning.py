@@ -42,8 +42,9 @@ def split_sources(values: dict[str, Any], sources: dict[str, str]
     return preset, user, preset_name
 
 
-def gather(values: dict[str, Any], sources: dict[str, str], hardware_spec: str | None = None) -> PlanInputs:
-    """Read the hardware (probed, or --hardware), the model's facts and the data's statistics."""
+def gather(values: dict[str, Any], sources: dict[str, str], hardware_spec: str | None = None,
+           hardware: Any = None) -> PlanInputs:
+    """Read the hardware (given, probed, or --hardware), the model's facts and the data's statistics."""
     from lorawiz.builtin import resolve_names
     from lorawiz.catalog import load_model_facts
     from lorawiz.hardware import parse_hardware_spec, probe
@@ -53,7 +54,8 @@ def gather(values: dict[str, Any], sources: dict[str, str], hardware_spec: str |
     if not model_name:
         raise LorawizError("no model to plan for.", hint="Pass --model (a hub id such as meta-llama/Llama-3.1-8B, "
                                                          "a catalog alias, or a local folder).")
-    hardware = parse_hardware_spec(hardware_spec) if hardware_spec else probe(values.get("output_dir") or ".")
+    if hardware is None:
+        hardware = parse_hardware_spec(hardware_spec) if hardware_spec else probe(values.get("output_dir") or ".")
     model = load_model_facts(model_name)
     data, stats = None, None
     if values.get("train_file"):

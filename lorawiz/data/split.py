@@ -18,15 +18,15 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from lorawiz.data.convert import BadRows
 from lorawiz.data.dedupe import DuplicateFinder
 from lorawiz.data.formats import RowProblem
 from lorawiz.data.readers import iter_rows
 from lorawiz.data.shares import round_table
 from lorawiz.data.writers import atomic_output, check_writable, write_jsonl_line
-from lorawiz.errors import LorawizError, Problem, ProblemsError
+from lorawiz.errors import LorawizError
 
 SIDES = ("train", "val", "test")
-SHOWN_LINES = 5
 
 
 @dataclass
@@ -83,8 +83,7 @@ def split_file(source: str | Path, outputs: Mapping[str, str | Path], sizes: Spl
     group_size = array("q")
     group_class = array("q")
     class_ids: dict[str, int] = {}
-    bad: dict[str, list[int]] = {}
-    bad_count = 0
+    bad = BadRows()
 
     for line, row in iter_rows(source):
         report.rows_read += 1
@@ -93,10 +92,7 @@ def split_file(source: str | Path, outputs: Mapping[str, str | Path], sizes: Spl
                 raise row
             name = stratum_of(row, stratify) if stratify else ""
         except RowProblem as problem:
-            bad_count += 1
-            lines = bad.setdefault(f"{problem.kind}: {problem.detail}", [])
-            if len(lines) < SHOWN_LINES:
-                lines.append(line)
+            bad.note(line, f"{problem.kind}: {problem.detail}")
             row_group.append(-1)
             continue
         group, first = finder.add(row)
@@ -106,13 +102,10 @@ def split_file(source: str | Path, outputs: Mapping[str, str | Path], sizes: Spl
             group_class.append(class_ids.setdefault(name, len(class_ids)))
         else:
             group_size[group] += 1
-    if bad_count:
-        hint = "Fix those rows, or clean the file first with lorawiz format --skip-bad."
-        if stratify and all(what.startswith("no class") for what in bad):
-            hint = f'Check --stratify {stratify}: name a field the rows have, or "label" for chat rows.'
-        raise ProblemsError(f"{source} has {bad_count} row{'s' if bad_count > 1 else ''} that cannot be split; "
-                            "nothing was written", [Problem("", f"{what} (line {', '.join(map(str, lines))})")
-                                                    for what, lines in bad.items()], hint=hint)
+    hint = "Fix those rows, or clean the file first with lorawiz format --skip-bad."
+    if stratify and bad.lines and all(what.startswith("no class") for what in bad.lines):
+        hint = f'Check --stratify {stratify}: name a field the rows have, or "label" for chat rows.'
+    bad.raise_if_any(source, "they cannot be split, so nothing was written", hint=hint)
     report.identical, report.near = finder.identical, finder.near
 
     weights = [1] * finder.group_count if dedupe else list(group_size)

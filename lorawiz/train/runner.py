@@ -253,7 +253,7 @@ def run_training(request: TrainRequest) -> TrainResult:
     if not request.values.get("train_file"):
         raise LorawizError("no training data.", hint="Pass --data FILE (any shape lorawiz format reads), or "
                                                      "builtin:triage.")
-    backend_name, why, backend = _pick_backend(request)  # before transformers is imported: unsloth patches it
+    backend_name, why, backend, hardware = _pick_backend(request)  # before transformers: unsloth patches it
     from lorawiz.train.quiet import quiet_libraries
 
     quiet_libraries(request.plain)
@@ -264,7 +264,7 @@ def run_training(request: TrainRequest) -> TrainResult:
     if is_main and not request.dry_run:
         check_output_dir(output_dir, request.resume, request.overwrite)
 
-    inputs = gather(values, request.sources, request.hardware_spec)
+    inputs = gather(values, request.sources, hardware=hardware)
     plan = make_plan(inputs)
     values, sources = fill_from_plan(values, request.sources, plan)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -315,17 +315,19 @@ class PreparedData:
     first: dict[str, list[int]]
 
 
-def _pick_backend(request: TrainRequest) -> tuple[str, str, Any]:
-    """Choose the backend from the hardware and the model's architecture, and import it (unsloth comes first)."""
+def _pick_backend(request: TrainRequest) -> tuple[str, str, Any, Any]:
+    """Choose the backend from the hardware and the model's architecture, and import it (unsloth comes first).
+    Returns the name, why, the backend and the hardware profile (which the plan reuses)."""
     from lorawiz.catalog import load_model_facts
     from lorawiz.hardware import parse_hardware_spec, probe
     from lorawiz.train.backends.base import choose_backend, get_backend
 
-    hardware = parse_hardware_spec(request.hardware_spec) if request.hardware_spec else probe()
+    output_dir = request.values.get("output_dir") or "."
+    hardware = parse_hardware_spec(request.hardware_spec) if request.hardware_spec else probe(output_dir)
     model = request.values["model_name_or_path"]
     architecture = "llama" if model == "builtin:tiny" else load_model_facts(model).architecture
     name, why = choose_backend(request.backend, hardware, architecture)
-    return name, why, get_backend(name)
+    return name, why, get_backend(name), hardware
 
 
 def _prepare_data(values: dict[str, Any], inputs: Any) -> PreparedData:
@@ -441,10 +443,8 @@ def _train_once(request, values, inputs, backend, backend_name, data, checkpoint
     from lorawiz.train.callbacks import EarlyStopping, FaultInjection, NonFiniteLossGuard
     from lorawiz.train.checkpoints import make_marker_callback
     from lorawiz.train.monitor import TrainMonitor
-    from lorawiz.train.quiet import quiet_libraries
 
     output_dir = Path(values["output_dir"])
-    quiet_libraries(request.plain)
     on_gpu = not inputs.hardware.is_cpu_only
     args = training_args(values, output_dir, on_gpu, request.extra_args)
     from transformers import set_seed
