@@ -68,7 +68,9 @@ def print_table(headers: list[str], rows: list[list[Any]], title: str | None = N
         return
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", header_style="bold")
+    if title:  # a line of its own: a table's title wraps at the table's width
+        console.print(title, style="bold", markup=False, highlight=False, soft_wrap=True)
+    table = Table(header_style="bold")
     for i, header in enumerate(headers):
         table.add_column(header, justify="left" if i == 0 else "right")
     for row in rows:

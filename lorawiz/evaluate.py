@@ -1,17 +1,24 @@
-"""Evaluation of fine-tuned models: label accuracy by scoring each allowed answer, no sampling involved.
+"""Running a model for evaluation: mean token loss, greedy generation, and label accuracy by answer scoring.
 
-For a classification row the model is asked how likely each category's answer is after the prompt (the chat
-template with add_generation_prompt=True); the most likely one is its prediction. `lorawiz demo` measures before
-and after training with it, and `lorawiz eval` reuses it.
+For label scoring each category's answer is scored after the prompt (the chat template with
+add_generation_prompt=True) and the most likely one is the prediction: no sampling involved; `lorawiz demo`
+measures before and after training with it. `lorawiz eval` (lorawiz.compare) uses the loss and generation here.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from lorawiz.errors import LorawizError
+from lorawiz.metrics import perplexity
+
+# Tokens a batch of the loss pass may hold: with a 128k vocabulary the logits of 8k tokens take 2 GiB in bf16.
+LOSS_BATCH_TOKENS = 8192
+# End-of-turn markers of common chat templates (ChatML, Llama 3, Gemma, Phi-3): generation stops at any of them.
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "<|eom_id|>")
 
 
 def render_chat(tokenizer: Any, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool) -> str:
@@ -140,3 +147,99 @@ def _device_of(model: Any) -> Any:
 def _accepts_logits_to_keep(model: Any) -> bool:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+@dataclass
+class LossResult:
+    loss: float  # mean loss per scored token, in nats
+    perplexity: float
+    tokens: int  # tokens scored
+    rows: int
+    truncated: int  # rows cut at max_seq_length
+
+    def as_dict(self) -> dict[str, float | int]:
+        return dict(vars(self))
+
+
+def mean_loss(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], max_seq_length: int,
+              assistant_only: bool = True, batch_tokens: int = LOSS_BATCH_TOKENS) -> LossResult:
+    """The model's mean loss per token over `rows`, with the same tokens scored as in training.
+
+    assistant_only=True scores the assistant's answers (the training loss mask); False scores every token (the
+    perplexity of general text). The mean is over tokens, not over batches, so it does not depend on batching.
+    """
+    import torch
+
+    from lorawiz.train.dataset import IGNORE_INDEX, tokenize_rows
+
+    data = tokenize_rows(tokenizer, rows, max_seq_length, assistant_only)
+    if not data.examples:
+        raise LorawizError(f"none of the {data.rows} rows has a token to score (no assistant answer left after "
+                           f"truncation at {max_seq_length} tokens).", hint="Check the data's assistant turns.")
+    examples = sorted(data.examples, key=lambda e: len(e["input_ids"]), reverse=True)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = _device_of(model)
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        first = 0
+        while first < len(examples):
+            width = len(examples[first]["input_ids"])  # the longest of the batch: sorted longest first
+            size = max(1, batch_tokens // width)
+            batch = examples[first:first + size]
+            first += size
+            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+            attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, example in enumerate(batch):
+                length = len(example["input_ids"])
+                input_ids[row, :length] = torch.tensor(example["input_ids"])
+                labels[row, :length] = torch.tensor(example["labels"])
+                attention_mask[row, :length] = 1
+            logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
+            targets = labels[:, 1:].to(logits.device)
+            for row in range(len(batch)):  # one row at a time: the float copy of the logits stays small
+                total += float(torch.nn.functional.cross_entropy(
+                    logits[row, :-1].float(), targets[row], ignore_index=IGNORE_INDEX, reduction="sum"))
+            count += int((targets != IGNORE_INDEX).sum())
+    loss = total / count
+    return LossResult(loss, perplexity(loss), count, data.rows, data.truncated)
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Every token that ends an answer: the model's and tokenizer's end-of-sequence and known end-of-turn marks."""
+    ids: list[int] = []
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids += configured if isinstance(configured, list) else [configured]
+    ids.append(tokenizer.eos_token_id)
+    vocab = tokenizer.get_vocab()
+    ids += [vocab[token] for token in END_OF_TURN if token in vocab]
+    return sorted({i for i in ids if isinstance(i, int)})
+
+
+def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[Sequence[Mapping[str, Any]]],
+                     max_new_tokens: int, batch_size: int = 8) -> list[str]:
+    """The greedy answer to each prompt (a list of chat turns), through the chat template, batched left-padded."""
+    import torch
+
+    texts = [render_chat(tokenizer, prompt, add_generation_prompt=True) for prompt in prompts]
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # like lengths together: less padding
+    answers = [""] * len(texts)
+    stop = stop_token_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop[0]
+    device = _device_of(model)
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        with torch.inference_mode():
+            for first in range(0, len(order), batch_size):
+                chosen = order[first:first + batch_size]
+                encoded = tokenizer([texts[i] for i in chosen], add_special_tokens=False, padding=True,
+                                    return_tensors="pt").to(device)
+                output = model.generate(**encoded, max_new_tokens=max_new_tokens, do_sample=False,
+                                        temperature=None, top_p=None, top_k=None, eos_token_id=stop,
+                                        pad_token_id=pad_id)
+                new = output[:, encoded["input_ids"].shape[1]:]
+                for i, tokens in zip(chosen, new, strict=True):
+                    answers[i] = tokenizer.decode(tokens, skip_special_tokens=True).strip()
+    finally:
+        tokenizer.padding_side = side
+    return answers

@@ -15,6 +15,7 @@ from lorawiz.cli import completion, config, presets
 from lorawiz.cli.chat import chat_command
 from lorawiz.cli.demo import demo_command
 from lorawiz.cli.doctor import doctor_command
+from lorawiz.cli.eval import eval_command
 from lorawiz.cli.format import format_command
 from lorawiz.cli.init import init_command
 from lorawiz.cli.inspect import inspect_command
@@ -65,6 +66,7 @@ app.command("split")(split_command)
 app.command("mix")(mix_command)
 app.command("inspect")(inspect_command)
 app.command("merge")(merge_command)
+app.command("eval")(eval_command)
 app.command("chat")(chat_command)
 app.add_typer(presets.app, name="presets")
 app.add_typer(config.app, name="config")

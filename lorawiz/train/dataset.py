@@ -36,8 +36,12 @@ class TokenizedData:
     total_tokens: int = 0
 
 
-def read_rows(path: str | Path, opts: ConvertOptions | None = None) -> list[dict[str, Any]]:
-    """Every row of a data file in canonical form; any bad row fails with line numbers (as `lorawiz format`)."""
+def read_rows(path: str | Path, opts: ConvertOptions | None = None, stopped: str = "training did not start"
+              ) -> list[dict[str, Any]]:
+    """Every row of a data file in canonical form; any bad row fails with line numbers (as `lorawiz format`).
+
+    `stopped` says in the error what did not happen because of the bad rows.
+    """
     path = Path(path)
     opts = opts or ConvertOptions()
     shape, _ = resolve_shape(path, opts)
@@ -47,10 +51,10 @@ def read_rows(path: str | Path, opts: ConvertOptions | None = None) -> list[dict
             bad.note(line, row.kind)
         else:
             rows.append(row)
-    bad.raise_if_any(path, "training did not start", hint=f"Clean it first: lorawiz format {path} -o clean.jsonl "
+    bad.raise_if_any(path, stopped, hint=f"Clean it first: lorawiz format {path} -o clean.jsonl "
                                                           "--skip-bad")
     if not rows:
-        raise LorawizError(f"{path} has no rows to train on.", hint="Check the file.")
+        raise LorawizError(f"{path} has no rows.", hint="Check the file.")
     return rows
 
 

@@ -1,0 +1,110 @@
+"""`lorawiz eval`: the base model and the fine-tuned one, side by side, on your data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lorawiz.cli._funnel import funnel
+
+
+@funnel
+def eval_command(
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="An adapter folder (lorawiz train's output or a "
+                                          "checkpoint-N in it), a merged model or a hub id.")],
+    data: Annotated[str, typer.Option("--data", metavar="PATH", help="Evaluation data: any shape lorawiz format "
+                                      "reads, a hub dataset id or builtin:triage:validation. Use held-out rows.")],
+    base: Annotated[str | None, typer.Option("--base", metavar="MODEL", help="The base model [default: the one "
+                                             "in adapter_config.json; needed to compare a merged model].")] = None,
+    compare_base: Annotated[bool | None, typer.Option("--compare-base/--no-compare-base", help="Measure the base "
+                                                      "model too [default: when it is known].",
+                                                      show_default=False)] = None,
+    task: Annotated[str | None, typer.Option("--task", metavar="lm|classification", help="lm: loss, perplexity "
+                                             "and sample answers; classification: also label accuracy and F1 "
+                                             "[default: the run's task, or classification when the answers are "
+                                             "a few labels].", show_default=False,
+                                             autocompletion=lambda: ["lm", "classification"])] = None,
+    labels: Annotated[str | None, typer.Option("--labels", metavar="a,b,c", help="The label set for "
+                                               "classification [default: the answers in the data].")] = None,
+    general_data: Annotated[str | None, typer.Option("--general-data", metavar="PATH", help="General text to "
+                                                     "check for forgetting: perplexity before and after.")] = None,
+    max_samples: Annotated[int | None, typer.Option("--max-samples", metavar="N", help="Evaluate at most N rows "
+                                                    "(a fixed sample) of each data file.")] = None,
+    samples: Annotated[int, typer.Option("--samples", metavar="K", help="Rows shown with each model's answer "
+                                         "side by side.")] = 3,
+    lm_eval: Annotated[str | None, typer.Option("--lm-eval", metavar="TASKS", help="lm-eval-harness tasks, "
+                                                "comma-separated names or task YAML files (needs "
+                                                "lorawiz[eval]).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", metavar="OUT", help="Where to write the results as "
+                                                  "JSON [default: eval-DATA-TIME.json in TARGET's folder, or "
+                                                  "here].", show_default=False)] = None,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Longest sample answer in tokens.")] = 256,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Rows answered at once (and lm-eval's batch "
+                                            "size).")] = 8,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --json file.")] = False,
+) -> None:
+    """Measure whether fine-tuning helped: base and fine-tuned model side by side, on the same rows.
+
+    Loss and perplexity on the assistant's answers; K answers side by side; for classification data,
+    accuracy, macro-F1, per-class precision / recall / F1 and confusion matrices (the base is also
+    prompted with the label list, and its best prompt is the bar to beat); with --general-data, a
+    forgetting check that warns when general perplexity worsens by more than 5%.
+
+    \b
+    Examples:
+      lorawiz eval outputs/my-run --data val.jsonl
+      lorawiz eval outputs/my-run --data val.jsonl --task classification --labels fire,flood,medical
+      lorawiz eval merged/my-model --base Qwen/Qwen3-4B --data val.jsonl --general-data wiki.jsonl --json res.json
+    """
+    import json
+    import time
+
+    from lorawiz.compare import EvalRequest, render_report, run_eval
+    from lorawiz.console import is_plain, say
+    from lorawiz.data.writers import atomic_output, check_writable
+    from lorawiz.errors import LorawizError
+    from lorawiz.train.quiet import hide_optional_kernel_warning, quiet_libraries
+
+    hide_optional_kernel_warning()
+    quiet_libraries(plain=is_plain())
+
+    label_list = _split_list(labels, "--labels")
+    task_list = _split_list(lm_eval, "--lm-eval")
+    out = json_out or _default_json_path(target, data)
+    check_writable(out, overwrite)  # before minutes of evaluation, not after
+    if label_list is not None and len(label_list) < 2:
+        raise LorawizError(f"--labels {labels}: give at least two labels.", hint="For example --labels yes,no.")
+    request = EvalRequest(target, data, base=base, compare_base=compare_base, task=task, labels=label_list,
+                          general_data=general_data, max_samples=max_samples, samples=samples, lm_eval=task_list,
+                          max_new_tokens=max_new_tokens, batch_size=batch_size)
+    started = time.monotonic()
+    report = run_eval(request, progress=lambda text: say(f"... {text}", stderr=True))
+    render_report(report)
+    with atomic_output(out, overwrite) as handle:
+        json.dump(report.as_dict() | {"seconds": round(time.monotonic() - started, 1)}, handle, indent=2)
+        handle.write("\n")
+    say(f"wrote {out}")
+
+
+def _split_list(value: str | None, flag: str) -> list[str] | None:
+    from lorawiz.errors import LorawizError
+
+    if value is None:
+        return None
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items:
+        raise LorawizError(f"{flag} {value!r}: empty.", hint=f"Give a comma-separated list, e.g. {flag} a,b,c.")
+    return items
+
+
+def _default_json_path(target: str, data: str) -> Path:
+    import os
+    import re
+    import time
+
+    stem = re.sub(r"[^\w.-]+", "-", Path(data.removeprefix("builtin:").replace(":", "-")).stem).strip("-") or "data"
+    name = f"eval-{stem}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    folder = Path(target).expanduser()
+    return folder / name if folder.is_dir() and os.access(folder, os.W_OK) else Path(name)

@@ -1,0 +1,58 @@
+"""lorawiz.compare's choices that need no model: the task, the label list prompt, the rows sampled."""
+
+from __future__ import annotations
+
+import pytest
+
+from lorawiz.compare import (
+    EvalRequest,
+    _resolve_task,
+    _sample,
+    _sample_indices,
+    _with_label_list,
+    _without_reasoning,
+)
+
+
+def chat(answer: str, question: str = "What happened?") -> dict:
+    return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
+
+
+def test_task_comes_from_the_flag_the_run_or_the_answers():
+    labelled = [chat(label) for label in ["fire", "flood", "medical"] * 10]
+    prose = [chat(f"A long answer number {i} that explains what to do next.") for i in range(30)]
+    request = EvalRequest("t", "d")
+    assert _resolve_task(request, {}, labelled) == ("classification", "the data's answers take 3 values")
+    assert _resolve_task(request, {}, prose) == ("lm", "default")
+    assert _resolve_task(request, {"task": "classification"}, prose)[0] == "classification"
+    assert _resolve_task(EvalRequest("t", "d", task="lm"), {}, labelled) == ("lm", "--task")
+    assert _resolve_task(EvalRequest("t", "d", labels=["a", "b"]), {}, prose) == ("classification", "--labels")
+    # too few rows per distinct answer is not a label set
+    assert _resolve_task(request, {}, [chat(str(i)) for i in range(6)])[0] == "lm"
+
+
+def test_label_list_goes_into_the_last_user_turn():
+    prompt = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Smoke upstairs."}]
+    asked = _with_label_list(prompt, ["fire", "flood"])
+    assert asked[0] == prompt[0] and prompt[1]["content"] == "Smoke upstairs."  # the input is not modified
+    assert asked[1]["content"] == ("Smoke upstairs.\n\nAnswer with exactly one of these labels and nothing else: "
+                                   "fire, flood.")
+
+
+@pytest.mark.parametrize(("answer", "kept"), [
+    ("<think>fire or flood? water, so flood</think>\n\nflood", "flood"),
+    ("<think>never finished fire", ""),
+    ("fire", "fire"),
+])
+def test_reasoning_is_removed_before_the_label_is_read(answer, kept):
+    assert _without_reasoning(answer) == kept
+
+
+def test_samples_are_fixed_and_spread():
+    rows = [{"i": i} for i in range(100)]
+    assert _sample(rows, 10) == _sample(rows, 10)  # the same rows on every run
+    assert [r["i"] for r in _sample(rows, 10)] == sorted(r["i"] for r in _sample(rows, 10))  # file order
+    assert _sample(rows, 500) == rows
+    assert _sample_indices(240, 3) == [0, 120, 239]
+    assert _sample_indices(2, 5) == [0, 1]
+    assert _sample_indices(10, 0) == []
