@@ -27,7 +27,7 @@ FORGETTING_THRESHOLD = 0.05  # a general-data perplexity rise above 5% is report
 MAX_LABELS = 50  # more distinct answers than this is not a label set
 DEFAULT_MAX_SEQ_LENGTH = 4096  # when neither the run's config nor the model says less
 LABEL_ANSWER_MARGIN = 24  # tokens past the longest label: room for "The category is: ..." from a base model
-AS_GIVEN, WITH_LABELS = "as given", "with the label list"
+AS_GIVEN, WITH_LABELS = "as given", "label list"  # the base is also asked with the label set spelled out
 
 
 @dataclass
@@ -435,9 +435,9 @@ def _render_classification(report: EvalReport, roles: list[str]) -> None:
     total = report.rows
     summary = [["accuracy", *(f"{r.accuracy:.1%}" for r in reports)],
                ["macro-F1", *(f"{r.macro_f1:.3f}" for r in reports)],
-               ["label found: exact", *(f"{f.get('exact', 0) / total:.1%}" for f in found)],
-               ["label found: normalised / mentioned",
-                *(f"{(f.get('normalised', 0) + f.get('mentioned', 0)) / total:.1%}" for f in found)],
+               ["label said exactly", *(f"{f.get('exact', 0) / total:.1%}" for f in found)],
+               ["label found loosely", *(f"{(f.get('normalised', 0) + f.get('mentioned', 0)) / total:.1%}"
+                                         for f in found)],
                ["no label found", *(f"{f.get('none', 0) / total:.1%}" for f in found)]]
     print_table(["", *names], summary, title=f"Classification: {len(report.labels)} labels, {total:,} rows")
 
@@ -449,15 +449,16 @@ def _render_classification(report: EvalReport, roles: list[str]) -> None:
             scores = report.results[role].classification[best[role]].per_class[label]
             cells += [f"{scores.precision:.2f}", f"{scores.recall:.2f}", f"{scores.f1:.2f}"]
         per_class.append(cells)
-    headers = ["label", "rows"] + [f"{ROLE_NAMES[role]} {m}" for role in roles for m in ("P", "R", "F1")]
+    short = {"base": "base", "fine_tuned": "tuned"}  # eight columns fit in 80
+    headers = ["label", "rows"] + [f"{short[role]} {m}" for role in roles for m in ("P", "R", "F1")]
     print_table(headers, per_class, title="Per class" + (f" (base: prompt {best['base']})" if "base" in best
                                                          else ""))
     for role in roles:
         matrix = report.results[role].classification[best[role]]
-        print_table(["true \\ predicted", *matrix.labels, "(none)"],
+        print_table(["true", *matrix.labels, "(none)"],
                     [[label, *map(str, counts)] for label, counts in zip(matrix.labels, matrix.confusion,
                                                                          strict=True)],
-                    title=f"Confusion matrix, {ROLE_NAMES[role]}")
+                    title=f"Confusion matrix, {ROLE_NAMES[role]} (rows: true label, columns: predicted)")
     verdict = report.verdict()
     if verdict:
         passed, tuned, base_f1, prompt = verdict

@@ -80,7 +80,11 @@ def eval_command(
                           general_data=general_data, max_samples=max_samples, samples=samples, lm_eval=task_list,
                           max_new_tokens=max_new_tokens, batch_size=batch_size)
     started = time.monotonic()
-    report = run_eval(request, progress=lambda text: say(f"... {text}", stderr=True))
+    try:
+        report = run_eval(request, progress=lambda text: say(f"... {text}", stderr=True))
+    except KeyboardInterrupt:
+        say("interrupted: no results were written.", stderr=True)
+        raise typer.Exit(130) from None
     render_report(report)
     with atomic_output(out, overwrite) as handle:
         json.dump(report.as_dict() | {"seconds": round(time.monotonic() - started, 1)}, handle, indent=2)

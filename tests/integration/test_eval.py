@@ -53,7 +53,7 @@ def test_adapter_against_its_base_on_classification_data(run, general, tmp_path)
     assert report["labels"] == ["collapse", "fire", "flood", "hazmat", "medical", "traffic"]
     base, tuned = report["results"]["base"], report["results"]["fine_tuned"]
     # the base is tried with the data's prompt and with the label list; the fine-tuned model with the data's prompt
-    assert set(base["classification"]) == {"as given", "with the label list"}
+    assert set(base["classification"]) == {"as given", "label list"}
     assert set(tuned["classification"]) == {"as given"}
     tuned_f1 = tuned["classification"]["as given"]["macro_f1"]
     assert tuned_f1 > 0.5 and tuned_f1 > base["classification"][base["best_prompt"]]["macro_f1"]
@@ -69,7 +69,7 @@ def test_adapter_against_its_base_on_classification_data(run, general, tmp_path)
     assert rise > 0.05 and report["forgetting_warning"] is True
     assert f"warning: perplexity on general data worsened by {rise:.1%}" in done.stdout
     # the plain tables
-    for line in ("accuracy\t", "macro-F1\t", "true \\ predicted\tcollapse\tfire", "--- row 1",
+    for line in ("accuracy\t", "macro-F1\t", "true\tcollapse\tfire", "--- row 1",
                  "fine-tuned macro-F1"):
         assert line in done.stdout, line
     assert "Traceback" not in done.stderr
