@@ -154,6 +154,9 @@ def training_args(values: dict[str, Any], output_dir: Path, on_gpu: bool, extra:
         dataloader_num_workers=int(values.get("dataloader_num_workers") or 0),
         max_length=int(values["max_seq_length"]),
         packing=bool(values.get("packing")),
+        # Rows of similar length in one batch: the padding a batch carries shrinks from the long tail's to a few %.
+        train_sampling_strategy="group_by_length" if values.get("group_by_length") and not values.get("packing")
+        else "random",
         # Without packing, FlashAttention can take the batch as one unpadded sequence (no compute on padding).
         padding_free=flash_attention(values) and not values.get("packing") and on_gpu,
         dataset_num_proc=None,

@@ -70,6 +70,7 @@ def test_a_full_run_writes_every_output(baseline):
     from peft import PeftConfig
 
     assert PeftConfig.from_pretrained(str(out)).r == int(_yaml(out)["lora"]["lora_r"])
+    assert _yaml(out)["data"]["group_by_length"] is True  # the recommender's default, recorded with the run
     # The plain log: one line per step, no progress bars or dict dumps.
     steps = [line for line in done.stdout.splitlines() if line.startswith("step ")]
     assert len(steps) == 8 and "{'loss'" not in done.stdout and "it/s]" not in done.stdout + done.stderr

@@ -86,9 +86,9 @@ class HFBackend:
         return LoadedModel(model, tokenizer, notes)
 
     def trainer(self, loaded: LoadedModel, train_data: Any, eval_data: Any, args: Any, callbacks: list) -> Any:
-        from trl import SFTTrainer
+        from lorawiz.train.sampling import sft_trainer_class
 
-        return SFTTrainer(model=loaded.model, args=args, train_dataset=train_data, eval_dataset=eval_data,
+        return sft_trainer_class()(model=loaded.model, args=args, train_dataset=train_data, eval_dataset=eval_data,
                           processing_class=loaded.tokenizer, callbacks=callbacks)
 
 

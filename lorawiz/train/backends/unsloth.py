@@ -56,9 +56,9 @@ class UnslothBackend:
         return LoadedModel(model, tokenizer, notes)
 
     def trainer(self, loaded: LoadedModel, train_data: Any, eval_data: Any, args: Any, callbacks: list) -> Any:
-        from trl import SFTTrainer
+        from lorawiz.train.sampling import sft_trainer_class
 
         # Unsloth's own gradient checkpointing is on the model; the Trainer must not add its own on top.
         args.gradient_checkpointing = False
-        return SFTTrainer(model=loaded.model, args=args, train_dataset=train_data, eval_dataset=eval_data,
+        return sft_trainer_class()(model=loaded.model, args=args, train_dataset=train_data, eval_dataset=eval_data,
                           processing_class=loaded.tokenizer, callbacks=callbacks)

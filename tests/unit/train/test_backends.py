@@ -32,3 +32,14 @@ def test_asking_for_unsloth_where_it_cannot_run_says_why():
         base.choose_backend("unsloth", parse_hardware_spec("cpu"), "llama")
     with pytest.raises(LorawizError, match="unknown backend"):
         base.choose_backend("fast", parse_hardware_spec("cpu"), "llama")
+
+
+@pytest.mark.parametrize(("group", "packing", "strategy"), [
+    (True, False, "group_by_length"), (False, False, "random"), (True, True, "random"), (None, False, "random"),
+])
+def test_group_by_length_reaches_the_trainer(tmp_path, group, packing, strategy):
+    from lorawiz.train.runner import training_args
+
+    values = {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "learning_rate": 1e-4,
+              "max_seq_length": 128, "group_by_length": group, "packing": packing}
+    assert training_args(values, tmp_path, on_gpu=False).train_sampling_strategy == strategy
