@@ -223,7 +223,7 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
         choose("group_by_length", False, "off: packing already leaves no padding")
     else:
         choose("group_by_length", True, "on: rows of similar length share a batch, so batches carry little padding "
-                                        "(9% instead of 60%: 2.5x real tokens/s in bench/train_speed.py)")
+                                        "(9% instead of 60%: 2.2x real tokens/s in bench/train_speed.py)")
 
     final = shape(quant, micro, bool(ckpt))
     plan.memory = estimate_memory(model, final)
