@@ -108,9 +108,10 @@ def test_flat_json_in_config_file_style_loads_unchanged(tmp_path):
 
 
 def test_schema_covers_exactly_the_documented_keys():
-    # The flat file above lists every key of the schema but warmup_ratio (it uses warmup_steps) and
-    # assistant_only_loss (added with training, issue 5: the loss mask is configurable).
-    assert set(KNOBS) == set(FLAT_DEFAULT_JSON) | {"warmup_ratio", "assistant_only_loss"}
+    # The flat file above lists every key of the schema but warmup_ratio (it uses warmup_steps),
+    # assistant_only_loss (added with training, issue 5: the loss mask is configurable) and group_by_length
+    # (issue 8: length-grouped batches, on by default through the recommender).
+    assert set(KNOBS) == set(FLAT_DEFAULT_JSON) | {"warmup_ratio", "assistant_only_loss", "group_by_length"}
 
 
 def test_sectioned_yaml_and_mixed_layouts_load(tmp_path):
