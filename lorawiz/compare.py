@@ -258,14 +258,14 @@ def _run_config(target: Target) -> dict[str, Any]:
     """The values of the run's lorawiz.yaml (beside the adapter, or one level up for checkpoint-N), if any."""
     from lorawiz.config import read_config_file
 
+    if not target.is_adapter:
+        return {}
     folder = Path(target.path)
-    for candidate in (folder / "lorawiz.yaml", folder.parent / "lorawiz.yaml"):
-        if target.is_adapter and candidate.is_file():
-            try:
-                return read_config_file(candidate).values
-            except LorawizError:
-                return {}
-    return {}
+    found = next((c for c in (folder / "lorawiz.yaml", folder.parent / "lorawiz.yaml") if c.is_file()), None)
+    try:
+        return read_config_file(found).values if found else {}
+    except LorawizError:
+        return {}
 
 
 def _resolve_task(request: EvalRequest, run_config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
