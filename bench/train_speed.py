@@ -17,7 +17,7 @@ accumulation, warmup, max_seq_length), and the same loss mask (the assistant's a
 
 Each arm runs in its own process, `--runs` times, arms interleaved; we report medians of real (non-padding)
 tokens per second of training time, the padding share of the batches, peak memory (RSS on CPU, allocated CUDA
-memory on a GPU) and the final evaluation loss, measured for every arm by one function (lorawiz.evaluate.mean_loss,
+memory on a GPU) and the final evaluation loss, measured for every arm by one function (lorawiz.eval.scoring.mean_loss,
 the assistant's answers of the held-out rows). Goal (issue 8, CPU): lorawiz >= 1.5x the baseline's real tokens/s,
 final evaluation loss within 2% of the baseline's.
 """
@@ -97,16 +97,12 @@ def write_data(rows: int) -> tuple[Path, Path]:
 
 def recommended(model: str, train: Path, sets: dict[str, Any]) -> dict[str, Any]:
     """The values `lorawiz train` would run with on this machine (the recommender's), with --set on top."""
-    from lorawiz.config import resolve_config
-    from lorawiz.planning import gather, make_plan
-    from lorawiz.train.runner import fill_from_plan
+    from lorawiz.config.resolve import resolve_config
+    from lorawiz.planning import fill_from_plan, gather, make_plan
 
     flags = {"model_name_or_path": model, "train_file": str(train), **sets}
     resolved = resolve_config(None, flags=flags, flag_names={name: "bench" for name in flags})
-    values, sources = resolved.flat(), resolved.sources
-    plan = make_plan(gather(values, sources))
-    values, _ = fill_from_plan(values, sources, plan)
-    return values
+    return fill_from_plan(resolved, make_plan(gather(resolved))).flat()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -138,15 +134,15 @@ def peak_memory() -> int:
 
 
 def final_eval_loss(model: Any, tokenizer: Any, val: Path, max_seq_length: int) -> float:
-    from lorawiz.evaluate import mean_loss
-    from lorawiz.train.dataset import read_rows
+    from lorawiz.data.rows import read_rows
+    from lorawiz.eval.scoring import mean_loss
 
     model.eval()
     return mean_loss(model, tokenizer, read_rows(val), max_seq_length).loss
 
 
 def untrained_eval_loss(model: str, val: Path, max_seq_length: int) -> float:
-    from lorawiz.targets import describe_target, load_model, load_tokenizer_for
+    from lorawiz.models import describe_target, load_model, load_tokenizer_for
 
     target = describe_target(model)
     return final_eval_loss(load_model(target, "fp32"), load_tokenizer_for(target), val, max_seq_length)
@@ -155,8 +151,8 @@ def untrained_eval_loss(model: str, val: Path, max_seq_length: int) -> float:
 def run_lorawiz(job: dict[str, Any]) -> dict[str, Any]:
     import trl.trainer.sft_trainer as sft
 
-    from lorawiz.config import resolve_config
-    from lorawiz.targets import describe_target, load_model, load_tokenizer_for
+    from lorawiz.config.resolve import resolve_config
+    from lorawiz.models import describe_target, load_model, load_tokenizer_for
     from lorawiz.train.runner import TrainRequest, run_training
 
     counters: list[BatchCounter] = []
@@ -173,7 +169,7 @@ def run_lorawiz(job: dict[str, Any]) -> dict[str, Any]:
              "val_split": 0.0, "eval_strategy": "no", "save_strategy": "no", "early_stopping_patience": 0,
              "num_train_epochs": 1, "report_to": ["none"], **job["sets"]}
     resolved = resolve_config(None, flags=flags, flag_names={name: "bench" for name in flags})
-    run_training(TrainRequest(resolved.flat(), resolved.sources, plain=True, overwrite=True))
+    run_training(TrainRequest(resolved, plain=True, overwrite=True))
     memory = peak_memory()
     results = json.loads((out / "all_results.json").read_text())
     import yaml
@@ -197,7 +193,8 @@ def run_plain(job: dict[str, Any], dynamic: bool) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, set_seed
 
     from lorawiz.builtin import is_builtin, resolve_builtin
-    from lorawiz.train.dataset import IGNORE_INDEX, ensure_chat_template, read_rows, tokenize_rows
+    from lorawiz.data.masking import IGNORE_INDEX, ensure_chat_template, tokenize_rows
+    from lorawiz.data.rows import read_rows
 
     v = job["values"]
     set_seed(int(v["seed"]))

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from lorawiz.targets import default_device, describe_target, load_model, load_tokenizer_for
+from lorawiz.models import chat_dtype_and_device, describe_target, load_model, load_tokenizer_for
 
 
 @dataclass
@@ -51,18 +50,17 @@ class ChatSession:
 
 def open_session(target: str, base: str | None = None, system: str | None = None, max_new_tokens: int = 512,
                  temperature: float = 0.7) -> ChatSession:
-    import torch
-
     resolved = describe_target(target, base)
-    device = default_device()
-    dtype = "bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    dtype, device = chat_dtype_and_device()
     model = load_model(resolved, dtype, device=device)
     return ChatSession(model, load_tokenizer_for(resolved), system, max_new_tokens, temperature)
 
 
-def repl(session: ChatSession, read: Callable[[str], str] = input, write: Callable[[str], None] | None = None) -> None:
-    """The interactive loop: /reset clears the conversation, /exit (or Ctrl-D / Ctrl-C) leaves."""
-    write = write or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+def repl(session: ChatSession, read: Callable[[str], str], write: Callable[[str], None]) -> None:
+    """The interactive loop: /reset clears the conversation, /exit (or Ctrl-D / Ctrl-C) leaves.
+
+    `read(prompt)` asks for a line and `write(text)` shows text (the CLI's terminal): this module prints nothing.
+    """
     write("chat: /reset starts over, /exit leaves\n")
     while True:
         try:

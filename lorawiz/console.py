@@ -93,3 +93,4 @@ def print_error(message: str, hint: str | None = None) -> None:
     console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     if hint:
         console.print(f"[dim]hint:[/] {escape(hint)}", soft_wrap=True)
+

@@ -30,21 +30,22 @@ def default_output_dir() -> Path:
 
 def _accuracy(model_dir: str, adapter_dir: Path | None, rows: list[dict[str, Any]]) -> float:
     from lorawiz.builtin.triage import CATEGORIES
-    from lorawiz.evaluate import classification_accuracy
-    from lorawiz.targets import Target, load_model, load_tokenizer_for
+    from lorawiz.eval.scoring import classification_accuracy
+    from lorawiz.models import Target, load_model, load_tokenizer_for
 
     target = Target(str(adapter_dir), model_dir, True) if adapter_dir else Target(model_dir, None, False)
     return classification_accuracy(load_model(target, "fp32"), load_tokenizer_for(target), rows, CATEGORIES)
 
 
-def run_demo(output_dir: Path | None, plain: bool, overwrite: bool = False) -> DemoResult:
+def run_demo(output_dir: Path | None, plain: bool, overwrite: bool = False, reporter: Any = None) -> DemoResult:
     from lorawiz.builtin import resolve_builtin
     from lorawiz.builtin.triage import DEMO_SETTINGS
-    from lorawiz.config import resolve_config
-    from lorawiz.console import say
-    from lorawiz.train.dataset import read_rows
-    from lorawiz.train.runner import TrainRequest, run_training
+    from lorawiz.config.resolve import resolve_config
+    from lorawiz.data.rows import read_rows
+    from lorawiz.train.runner import Reporter, TrainRequest, run_training
 
+    reporter = reporter or Reporter()
+    say = reporter.say
     started = time.monotonic()
     output_dir = output_dir or default_output_dir()
     say("lorawiz demo: fine-tune builtin:tiny (a 2-layer Llama with random weights) to classify emergency incident "
@@ -57,11 +58,12 @@ def run_demo(output_dir: Path | None, plain: bool, overwrite: bool = False) -> D
         f"{1 / 6:.1%})")
 
     flags = {**DEMO_SETTINGS,
-             "model_name_or_path": "builtin:tiny", "train_file": "builtin:triage", "validation_file": val_file,
+             "model_name_or_path": "builtin:tiny", "train_file": "builtin:triage",
+             "validation_file": "builtin:triage:validation",
              "output_dir": str(output_dir), "early_stopping_patience": 0}
     resolved = resolve_config(None, flags=flags, flag_names={name: "demo settings" for name in flags})
-    request = TrainRequest(resolved.flat(), resolved.sources, overwrite=overwrite, plain=plain,
-                           argv=["demo", "--output-dir", str(output_dir)], extra_args={"eval_on_start": True})
+    request = TrainRequest(resolved, overwrite=overwrite, plain=plain, argv=["demo", "--output-dir", str(output_dir)],
+                           extra_args={"eval_on_start": True}, reporter=reporter)
     run_training(request)
 
     after = _accuracy(model_dir, output_dir, val_rows)

@@ -18,7 +18,6 @@ from lorawiz.memory import GIB
 
 OK, WARNING, BROKEN = "ok", "warning", "broken"
 CORE_PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "bitsandbytes")
-MIN_PYTHON = (3, 10)
 LOW_DISK_BYTES = 20 * GIB  # a merged 8B model in 16-bit alone takes ~16 GB
 
 
@@ -29,6 +28,18 @@ class Check:
     detail: str
     fix: str | None = None
     required: bool = False
+
+
+@dataclass(frozen=True)
+class TorchFacts:
+    """What the checks need to know about the installed torch; read_torch() reads it on this machine."""
+
+    version: str
+    cuda: str | None
+    """The CUDA version torch was built for; None for a CPU-only build."""
+    sees_gpu: bool
+    """torch.cuda.is_available(): a CUDA build, a working driver and a GPU."""
+    device_count: int
 
 
 def _requirements() -> dict[str, str]:
@@ -44,11 +55,8 @@ def _requirements() -> dict[str, str]:
 
 
 def check_python() -> Check:
-    version = ".".join(map(str, sys.version_info[:3]))
-    if sys.version_info[:2] >= MIN_PYTHON:
-        return Check("python", OK, version, required=True)
-    return Check("python", BROKEN, f"{version} is too old", f"use Python {'.'.join(map(str, MIN_PYTHON))} or newer",
-                 required=True)
+    # Nothing to compare: pip installs lorawiz only on a Python its requires-python allows.
+    return Check("python", OK, ".".join(map(str, sys.version_info[:3])), required=True)
 
 
 def check_packages() -> list[Check]:
@@ -72,26 +80,32 @@ def check_packages() -> list[Check]:
     return checks
 
 
-def check_torch(hardware: Any) -> tuple[list[Check], Any]:
-    """The torch build and whether it sees CUDA; returns the checks and torch (or None)."""
+def read_torch() -> TorchFacts | None:
+    """The installed torch's build and what it sees; None when torch is not installed."""
     try:
         import torch
     except ImportError:
-        return [], None
-    cuda = torch.version.cuda
+        return None
     sees = torch.cuda.is_available()
-    build = f"torch {torch.__version__}, " + (f"CUDA {cuda} build" if cuda else "CPU-only build")
+    return TorchFacts(torch.__version__, torch.version.cuda, sees, torch.cuda.device_count() if sees else 0)
+
+
+def check_torch(hardware: Any, facts: TorchFacts | None) -> list[Check]:
+    """Whether this torch build can drive this hardware (no check without torch: check_packages reports it)."""
+    if facts is None:
+        return []
+    cuda = facts.cuda
+    build = f"torch {facts.version}, " + (f"CUDA {cuda} build" if cuda else "CPU-only build")
     if hardware.is_cpu_only:
-        return [Check("torch build", OK, f"{build}; no GPU: training will run on the CPU (slow; fine for the demo)")
-                ], torch
+        return [Check("torch build", OK, f"{build}; no GPU: training will run on the CPU (slow; fine for the demo)")]
     if not cuda:
         return [Check("torch build", BROKEN, f"{build}, but this machine has a GPU",
                       'pip install --force-reinstall "torch>=2.6,<2.15"  (PyPI\'s Linux wheels are CUDA builds)',
-                      required=True)], torch
-    if not sees:
+                      required=True)]
+    if not facts.sees_gpu:
         return [Check("torch build", BROKEN, f"{build}, but torch sees no GPU (driver {hardware.driver_version})",
-                      "update the NVIDIA driver to one that supports CUDA " + cuda, required=True)], torch
-    return [Check("torch build", OK, f"{build}, sees {torch.cuda.device_count()} GPU(s)")], torch
+                      "update the NVIDIA driver to one that supports CUDA " + cuda, required=True)]
+    return [Check("torch build", OK, f"{build}, sees {facts.device_count} GPU(s)")]
 
 
 def check_gpus(hardware: Any) -> list[Check]:
@@ -110,16 +124,17 @@ def check_gpus(hardware: Any) -> list[Check]:
     return checks
 
 
-def check_bitsandbytes(torch: Any, hardware: Any) -> Check:
+def check_bitsandbytes(torch_facts: TorchFacts | None, hardware: Any) -> Check:
     """4-bit NF4 quantisation of a small tensor, on the GPU when there is one."""
-    if torch is None or importlib.util.find_spec("bitsandbytes") is None:
+    if torch_facts is None or importlib.util.find_spec("bitsandbytes") is None:
         return Check("bitsandbytes 4-bit", BROKEN, "bitsandbytes or torch missing", 'pip install "bitsandbytes>=0.50"')
-    device = "cuda" if not hardware.is_cpu_only and torch.cuda.is_available() else "cpu"
+    device = "cuda" if not hardware.is_cpu_only and torch_facts.sees_gpu else "cpu"
     bnb_logger = logging.getLogger("bitsandbytes")
     level = bnb_logger.level
     bnb_logger.setLevel(logging.ERROR)  # its CPU backend warns at import about an optional kernels download
     try:
         import bitsandbytes.functional as bnbf
+        import torch
 
         weight = torch.randn(64, 64, dtype=torch.bfloat16, device=device)
         packed, state = bnbf.quantize_4bit(weight, quant_type="nf4")
@@ -210,10 +225,10 @@ def run_checks(output_dir: str = ".", hardware: Any = None) -> tuple[list[Check]
 
     hardware = hardware or probe(output_dir)
     checks = [check_python(), *check_packages()]
-    torch_checks, torch = check_torch(hardware)
-    checks += torch_checks
+    torch_facts = read_torch()
+    checks += check_torch(hardware, torch_facts)
     checks += check_gpus(hardware)
-    checks.append(check_bitsandbytes(torch, hardware))
+    checks.append(check_bitsandbytes(torch_facts, hardware))
     checks += check_speedups(hardware)
     checks += [check_disk(hardware, output_dir), check_hf_token(), check_accelerate_config(), check_tensorboard()]
     return checks, hardware

@@ -193,11 +193,3 @@ def estimate_memory(model: Any, shape: TrainingShape) -> MemoryBreakdown:
         out.add("cuda context", CUDA_CONTEXT_BYTES, "CUDA context and kernels (not in torch's counters)")
     return out
 
-
-def fits(breakdown: MemoryBreakdown, free_bytes: float, margin: float = 0.9) -> bool:
-    """Whether the peak stays within `margin` of the free memory (10% is kept back for spikes)."""
-    return breakdown.total <= free_bytes * margin
-
-
-def gib(value: float) -> float:
-    return value / GIB

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorawiz.errors import LorawizError
-from lorawiz.targets import describe_target, load_model, load_tokenizer_for
+from lorawiz.models import describe_target, load_model, load_tokenizer_for
 
 CHECK_TEXTS = ("The quick brown fox jumps over the lazy dog.", "Explain LoRA in one sentence.",
                "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")
@@ -44,6 +44,8 @@ def merge_adapter(adapter_dir: str | Path, output: str | Path, *, base: str | No
     import torch
 
     output = Path(output)
+    if dtype not in TOLERANCE:  # the dtypes a merge can be checked in; models.torch_dtype takes more names
+        raise LorawizError(f"--dtype {dtype}: unknown.", hint=f"Use one of: {', '.join(TOLERANCE)}.")
     target = describe_target(str(adapter_dir), base)
     if not target.is_adapter:
         raise LorawizError(f"{adapter_dir} is not an adapter folder (no adapter_config.json).",

@@ -1,18 +1,23 @@
-"""Gather what the recommender needs (config, hardware, model, data) and make a plan; used by `plan` and `train`.
+"""Gather what the recommender needs (config, hardware, model, data), make a plan, and fill the configuration from
+it; used by `plan`, `train` and `init`.
 
 This is the impure edge around lorawiz.recommend: it probes NVML, reads the model's config and measures the data.
+The one step that puts the recommender's values into the run is `fill_from_plan`; the one step that changes
+values so this machine can execute a plan made for other hardware is `adapt_to_machine`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lorawiz.config.layers import Source, adjusted, recommended
 from lorawiz.errors import LorawizError
-from lorawiz.recommend import DataFacts, Plan, recommend
+from lorawiz.recommend import Choice, DataFacts, Plan, recommend
 
-BAR_WIDTH = 40
+# Knobs the recommender may fill: the schema's `auto` knobs (None means "the recommender decides").
+RECOMMENDED_KINDS = ("default", "derived")
 
 
 @dataclass
@@ -21,52 +26,34 @@ class PlanInputs:
     model: Any  # ModelFacts
     data: DataFacts | None
     data_stats: Any  # DataStats, when a data file was given
-    task: str
-    preset: dict[str, Any]
-    user: dict[str, tuple[Any, str]]
-    preset_name: str | None = None
+    resolved: Any  # ResolvedConfig: what the preset and the user set
+    notes: list[str] = field(default_factory=list)
 
 
-def split_sources(values: dict[str, Any], sources: dict[str, str]
-                  ) -> tuple[dict[str, Any], dict[str, tuple], str | None]:
-    """The preset's values and name, and the user's values (file, --set, flags) with where each came from."""
-    preset, user, preset_name = {}, {}, None
-    for name, source in sources.items():
-        if source.startswith("default"):
-            continue
-        if source.startswith("preset"):
-            preset[name] = values[name]
-            preset_name = source.removeprefix("preset").strip() or None
-        else:
-            user[name] = (values[name], source)
-    return preset, user, preset_name
-
-
-def gather(values: dict[str, Any], sources: dict[str, str], hardware_spec: str | None = None,
-           hardware: Any = None) -> PlanInputs:
+def gather(resolved: Any, hardware_spec: str | None = None, hardware: Any = None) -> PlanInputs:
     """Read the hardware (given, probed, or --hardware), the model's facts and the data's statistics."""
-    from lorawiz.builtin import resolve_names
-    from lorawiz.catalog import load_model_facts
+    from lorawiz.builtin import local_path
     from lorawiz.hardware import parse_hardware_spec, probe
+    from lorawiz.model_facts import load_model_facts
 
-    values = resolve_names(values)
-    model_name = values.get("model_name_or_path")
+    cfg = resolved.config
+    model_name = cfg.model.model_name_or_path
     if not model_name:
         raise LorawizError("no model to plan for.", hint="Pass --model (a hub id such as meta-llama/Llama-3.1-8B, "
-                                                         "a catalog alias, or a local folder).")
+                                                         "a catalog alias, a local folder, or builtin:tiny).")
     if hardware is None:
-        hardware = parse_hardware_spec(hardware_spec) if hardware_spec else probe(values.get("output_dir") or ".")
-    model = load_model_facts(model_name)
+        hardware = parse_hardware_spec(hardware_spec) if hardware_spec else probe(cfg.logging.output_dir or ".")
+    model_path = local_path(model_name)
+    model = load_model_facts(model_path)
     data, stats = None, None
-    if values.get("train_file"):
+    if cfg.data.train_file:
         from lorawiz.data.stats import inspect_file
 
-        tokenizer = _local_tokenizer(model_name)
-        stats = inspect_file(values["train_file"], tokenizer, tokenizer_name=model_name if tokenizer else None,
-                             model_limit=model.context_length)
+        tokenizer = _local_tokenizer(model_path)
+        stats = inspect_file(local_path(cfg.data.train_file), tokenizer,
+                             tokenizer_name=model_path if tokenizer else None, model_limit=model.context_length)
         data = DataFacts.from_stats(stats)
-    preset, user, preset_name = split_sources(values, sources)
-    return PlanInputs(hardware, model, data, stats, values.get("task") or "chat", preset, user, preset_name)
+    return PlanInputs(hardware, model, data, stats, resolved)
 
 
 def _local_tokenizer(model_name: str) -> Any:
@@ -82,92 +69,98 @@ def _local_tokenizer(model_name: str) -> Any:
     return load_tokenizer(str(folder))
 
 
+def given_choices(resolved: Any) -> dict[str, Choice]:
+    """The values a preset or the user set, as the recommender's fixed choices."""
+    given = {}
+    for name, value in resolved.flat().items():
+        source = resolved.source(name)
+        if source.kind in RECOMMENDED_KINDS or value is None:
+            continue
+        why = f"set by the {source.label}" if source.kind == "preset" else "your value: it wins over the " \
+                                                                           "recommendation"
+        given[name] = Choice(value, why, source)
+    return given
+
+
 def make_plan(inputs: PlanInputs) -> Plan:
-    return recommend(inputs.hardware, inputs.model, inputs.data, inputs.task, inputs.preset, inputs.user,
-                     inputs.preset_name)
+    resolved = inputs.resolved
+    return recommend(inputs.hardware, inputs.model, inputs.data, resolved.config.data.task,
+                     given_choices(resolved), resolved.flat())
 
 
-def plan_json(inputs: Any, plan: Any) -> dict[str, Any]:
+def fill_from_plan(resolved: Any, plan: Plan) -> Any:
+    """The configuration the run uses: the recommender's value for every knob that nobody set, validated again."""
+    changes = {}
+    for name, choice in plan.values.items():
+        if choice.by_recommender and resolved.source(name).kind in RECOMMENDED_KINDS:
+            changes[name] = (choice.value, recommended(choice.reason))
+    return resolved.with_values(changes)
+
+
+def adapt_to_machine(resolved: Any, machine: Any, planned_for: str | None, world_size: int = 1
+                     ) -> tuple[Any, list[str]]:
+    """Change what this machine cannot execute in a plan made for other hardware (`train --hardware SPEC`), and
+    share the effective batch among CPU processes; each change is returned as a line to print.
+
+    A value the user set that this machine cannot execute is refused, never changed.
+    """
+    cfg = resolved.config
+    changes: dict[str, tuple[Any, Source]] = {}
+    notes: list[str] = []
+    where = f"planned for --hardware {planned_for}, but" if planned_for else ""
+
+    def change(name: str, value: Any, why: str) -> None:
+        source = resolved.source(name)
+        if source.is_user or source.kind == "preset":
+            raise LorawizError(f"{name} = {resolved.value(name)} ({source.where or source.label}) cannot run here: "
+                               f"{why}.", hint="Remove it, or run on a machine that has what it needs.")
+        reason = f"{where} {why}".strip()
+        changes[name] = (value, adjusted(reason))
+        notes.append(f"{name}: {resolved.value(name)} -> {value} ({reason})")
+
+    if machine.is_cpu_only:
+        for precision in ("bf16", "fp16"):
+            if getattr(cfg.optimization, precision):
+                change(precision, False, f"this machine has no GPU, so {precision} mixed precision cannot run")
+        optim = cfg.optimization.optim or ""
+        if "8bit" in optim or optim.startswith("paged"):
+            change("optim", "adamw_torch", f"{optim} needs CUDA, and this machine has no GPU")
+    elif cfg.optimization.bf16 and not machine.supports_bf16:
+        change("bf16", False, "this GPU has no bf16 (compute capability < 8.0)")
+        if not cfg.optimization.fp16:
+            changes["fp16"] = (True, adjusted("fp16 instead of bf16 on this GPU"))
+            notes.append("fp16: false -> true (fp16 instead of bf16 on this GPU)")
+    if world_size > 1 and machine.is_cpu_only and resolved.source("gradient_accumulation_steps").kind == "recommender":
+        # the plan counted one device; CPU processes share the effective batch the way GPUs do
+        accum = cfg.training.gradient_accumulation_steps
+        shared = max(1, -(-accum // world_size))
+        if shared != accum:
+            changes["gradient_accumulation_steps"] = (shared, adjusted(f"{world_size} processes share the batch"))
+            notes.append(f"gradient_accumulation_steps: {accum} -> {shared} ({world_size} processes share the "
+                         "effective batch)")
+    return (resolved.with_values(changes) if changes else resolved), notes
+
+
+def plan_json(inputs: PlanInputs, plan: Plan, resolved: Any) -> dict[str, Any]:
+    """The plan for scripts: the same values, sources and reasons as the table."""
     from dataclasses import asdict
+
+    from lorawiz.views.plan import plan_rows
 
     return {
         "hardware": inputs.hardware.to_dict(),
         "model": {"name": inputs.model.name, "parameters": inputs.model.parameters()["total"],
                   "layers": inputs.model.layers, "context_length": inputs.model.context_length},
         "data": asdict(inputs.data) if inputs.data else None,
-        "values": {name: {"value": c.value, "source": c.source, "reason": c.reason} for name, c in plan.values.items()},
+        "values": {row.name: {"value": row.value, "source": row.source, "kind": row.kind, "reason": row.reason}
+                   for row in plan_rows(plan, resolved)},
+        "steps": plan.steps or None,
+        "train_rows": plan.train_rows or None,
         "memory": plan.memory.as_dict() if plan.memory else None,
         "budget_bytes": None if plan.budget_bytes == float("inf") else round(plan.budget_bytes),
         "fits": plan.fits,
+        "notes": plan.notes,
         "warnings": plan.warnings,
         "alternative": plan.alternative,
         "time": asdict(plan.time) if plan.time else None,
     }
-
-
-def _duration(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    if minutes < 1:
-        return "under a minute"
-    hours, minutes = divmod(minutes, 60)
-    return f"about {hours} h {minutes:02d} min" if hours else f"about {minutes} min"
-
-
-def render_plan(inputs: Any, plan: Any, plain: bool) -> Any:
-    """A pure function of the plan: a Rich renderable (plain text when `plain`)."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    from lorawiz.config import format_value
-    from lorawiz.hardware import describe
-    from lorawiz.memory import GIB
-
-    parts: list[Any] = [Text("hardware: " + "; ".join(describe(inputs.hardware)))]
-    model = inputs.model
-    parts.append(Text(f"model: {model.name}: {model.parameters()['total'] / 1e9:.2f}B parameters, "
-                      f"{model.layers} layers, context {model.context_length:,}"))
-    if inputs.data_stats is not None:
-        s = inputs.data_stats
-        parts.append(Text(f"data: {s.file}: {s.rows:,} rows, {s.length.unit} p50 {s.length.p50:,}, "
-                          f"p95 {s.length.p95:,}, p99 {s.length.p99:,}"))
-    else:
-        parts.append(Text("data: none given (--data): sizes from defaults"))
-
-    if plain:
-        parts.append(Text("settings (name = value  [from]  why):"))
-        for name, choice in plan.values.items():
-            parts.append(Text(f"  {name} = {format_value(choice.value)}  [{choice.source}]  {choice.reason}"))
-    else:
-        table = Table(title="settings", title_justify="left", header_style="bold", show_edge=False, pad_edge=False)
-        for column in ("setting", "value", "from", "why"):
-            table.add_column(column, overflow="fold")
-        for name, choice in plan.values.items():
-            table.add_row(name, format_value(choice.value), choice.source, choice.reason)
-        parts.append(table)
-
-    memory, budget = plan.memory, plan.budget_bytes
-    known = budget != float("inf")
-    free = "free memory" if not inputs.hardware.is_cpu_only else "RAM"
-    head = Text(f"\npredicted peak memory per {'GPU' if not inputs.hardware.is_cpu_only else 'process'}: "
-                f"{memory.total / GIB:.1f} GiB" + (f" of {budget / GIB:.1f} GiB usable (90% of {free}) " if known
-                                                   else " "))
-    if known:
-        used = min(BAR_WIDTH, round(BAR_WIDTH * memory.total / budget))
-        head.append(("#" if plain else "█") * used, style="green" if plan.fits else "red")
-        head.append(("." if plain else "░") * (BAR_WIDTH - used), style="dim")
-    parts.append(head)
-    for term in memory.terms:
-        line = Text(f"  {term.name:<20} {term.bytes / GIB:6.2f} GiB ")
-        line.append(("#" if plain else "█") * round(BAR_WIDTH * term.bytes / memory.total), style="cyan")
-        parts.append(line)
-    if plan.time:
-        parts.append(Text(f"\ntime: {_duration(plan.time.seconds)} for {plan.time.steps:,} steps, "
-                          f"{plan.time.tokens:,} tokens ({plan.time.assumption})"))
-    for warning in plan.warnings:
-        parts.append(Text(f"warning: {warning}", style="yellow"))
-    if plan.fits:
-        parts.append(Text("fits: yes", style="bold green"))
-    else:
-        parts.append(Text(f"fits: no. Cheapest change: {plan.alternative}", style="bold red"))
-    return Group(*parts)

@@ -44,7 +44,7 @@ def preset_path(name: str) -> Path:
     presets = find_presets()
     if name in presets:
         return presets[name]
-    from lorawiz.config import suggest
+    from lorawiz.config.schema import suggest
 
     guess = suggest(name, presets)
     hint = f'Did you mean "{guess}"? ' if guess else ""
@@ -55,13 +55,10 @@ def preset_path(name: str) -> Path:
 
 
 def load_preset(name: str):
-    """A preset as a config layer (`lorawiz.config.Layer`)."""
-    from lorawiz.config import read_config_file
+    """A preset as a config layer (`lorawiz.config.layers.Layer`)."""
+    from lorawiz.config.files import read_config_file
 
-    path = preset_path(name)
-    layer = read_config_file(path)
-    layer.label = f"preset {path.stem}"
-    return layer
+    return read_config_file(preset_path(name), kind="preset")
 
 
 @dataclass(frozen=True)

@@ -13,17 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lorawiz.memory import GIB, MemoryBreakdown, TrainingShape, estimate_memory
+from lorawiz.throughput import TimeEstimate, estimate_time
 
 MEMORY_BUDGET = 0.9  # plan to use at most 90% of the smallest GPU's free memory
 SIXTEEN_BIT_MARGIN = 0.75  # 16-bit LoRA only when its leanest setting needs at most 75% of the budget
 DEFAULT_SEQ_LEN = 2048
 MAX_MICRO_BATCH = 16
 
-# Assumed model-FLOPs utilisation of LoRA training, for the time estimate only: dense-16-bit LoRA reaches roughly
-# a third of peak on recent GPUs, 4-bit QLoRA less (dequantisation on every matmul). Our assumption, to be
-# replaced by measured figures (bench/).
-MFU = {"none": 0.35, "nf4": 0.25, "nf4-dq": 0.25, "int8": 0.2}
-CPU_FLOPS = 1e11  # ~100 GFLOP/s sustained in fp32 on a few cores: CPU training is for smoke tests only
 
 
 @dataclass(frozen=True)
@@ -47,17 +43,15 @@ class DataFacts:
 
 @dataclass
 class Choice:
+    """One planned value, why, and where it came from (`source` is a lorawiz.config.layers.Source)."""
+
     value: Any
     reason: str
-    source: str = "recommender"  # or the layer the user's value came from: preset, file, flag, ...
+    source: Any = None  # None: the recommender's own choice
 
-
-@dataclass
-class TimeEstimate:
-    steps: int
-    tokens: int
-    seconds: float
-    assumption: str
+    @property
+    def by_recommender(self) -> bool:
+        return self.source is None
 
 
 @dataclass
@@ -69,6 +63,10 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     alternative: str | None = None
     time: TimeEstimate | None = None
+    steps: int = 0  # optimizer steps of the whole run (0: no data statistics)
+    steps_per_epoch: int = 0
+    train_rows: int = 0  # rows trained on, after the validation hold-out
+    notes: list[str] = field(default_factory=list)  # facts worth printing that are not warnings
 
     def value(self, name: str) -> Any:
         return self.values[name].value
@@ -127,20 +125,34 @@ def dropout_for(rows: int | None) -> tuple[float, str]:
     return 0.0, "large data: no dropout (it would only slow learning)"
 
 
+def held_out_rows(rows: int, settings: Mapping[str, Any]) -> int:
+    """Rows the run holds out for validation: val_split of the training file when there is no validation file
+    (the same count lorawiz.data.rows.holdout_split aims for)."""
+    if settings.get("validation_file") or settings.get("eval_strategy", "steps") == "no":
+        return 0
+    ratio = float(settings.get("val_split", 0.1) or 0)
+    return max(1, round(rows * ratio)) if ratio > 0 and rows else 0
+
+
+def total_steps(rows: int, effective_batch: int, epochs: float, max_steps: int) -> tuple[int, int]:
+    """Optimizer steps of the run and of one epoch: epochs x steps an epoch, capped at max_steps when it is set
+    (as transformers counts them: an epoch's last partial batch is a step)."""
+    per_epoch = steps_per_epoch(rows, effective_batch)
+    steps = max(1, math.ceil(per_epoch * float(epochs)))
+    return (min(steps, max_steps) if max_steps > 0 else steps), per_epoch
+
+
 def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: str = "chat",
-              preset: Mapping[str, Any] | None = None, user: Mapping[str, tuple[Any, str]] | None = None,
-              preset_name: str | None = None) -> Plan:
-    """The plan for one run. `preset` holds the scenario's values; `user` maps knob -> (value, source label)."""
+              given: Mapping[str, Choice] | None = None, settings: Mapping[str, Any] | None = None) -> Plan:
+    """The plan for one run.
+
+    `given` holds the values a preset or the user set (they win; the fit is re-checked with them); `settings`
+    holds the configuration's other values the plan depends on (eval_strategy, max_steps, val_split, ...).
+    """
     data = data or DataFacts()
+    settings = settings or {}
     plan = Plan()
-    fixed: dict[str, Choice] = {}
-    for name, value in (preset or {}).items():
-        if value is not None:
-            label = f"preset {preset_name}" if preset_name else "preset"
-            fixed[name] = Choice(value, f"set by the {label}", label)
-    for name, (value, source) in (user or {}).items():
-        if value is not None:
-            fixed[name] = Choice(value, "your value: it wins over the recommendation", source)
+    fixed = {name: choice for name, choice in (given or {}).items() if choice.value is not None}
 
     def choose(name: str, value: Any, reason: str) -> Any:
         choice = fixed.get(name) or Choice(value, reason)
@@ -148,15 +160,7 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
         return choice.value
 
     gpu = not hardware.is_cpu_only
-    # Precision: bf16 needs compute capability 8.0 (Ampere); fp16 with loss scaling below; fp32 on CPU.
-    if not gpu:
-        bf16, fp16, why = False, False, "no GPU: fp32 on the CPU"
-    elif hardware.supports_bf16:
-        bf16, fp16, why = True, False, "compute capability >= 8.0: bf16 (no loss scaling needed)"
-    else:
-        bf16, fp16, why = False, True, "compute capability < 8.0 has no bf16: fp16 with loss scaling"
-    bf16 = choose("bf16", bf16, why)
-    fp16 = choose("fp16", fp16 and not bf16, "bf16 is used instead" if bf16 else why)
+    bf16, fp16 = _choose_precision(hardware, fixed, choose)
     precision = "bf16" if bf16 else "fp16" if fp16 else "fp32"
 
     seq_len = _seq_len(data, model)
@@ -185,7 +189,9 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
                              lora_dropout=dropout, on_gpu=gpu)
 
     quant = _choose_quantization(model, shape, budget, gpu, fixed, plan, choose)
-    target_batch = effective_batch_for(data.rows)
+    rows = data.rows or 0
+    train_rows = rows - held_out_rows(rows, settings) if rows else 0
+    target_batch = effective_batch_for(train_rows or None)
     devices = max(1, hardware.gpu_count)
     micro, ckpt = _choose_micro_batch(model, shape, quant, budget, max(1, target_batch // devices), fixed)
     micro = choose("per_device_train_batch_size", micro, "largest micro-batch (up to the effective batch) that "
@@ -205,19 +211,18 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
         lr, lr_why = lr / 2, f"rank {rank}: {lr / 2:g}, half the usual rate, since alpha = 2r makes large-rank " \
                              "updates bigger"
     choose("learning_rate", lr, lr_why)
-    epochs = choose("num_train_epochs", *epochs_for(data.rows))
+    epochs = choose("num_train_epochs", *epochs_for(train_rows or None))
     choose("lr_scheduler_type", "cosine", "cosine decay: the common choice for LoRA fine-tuning")
-    rows = data.rows or 0
-    per_epoch = steps_per_epoch(rows, effective) if rows else 0
-    total_steps = max(1, math.ceil(per_epoch * float(epochs))) if rows else 0
-    if rows:
-        choose("warmup_ratio", *warmup_ratio_for(total_steps))
-        eval_steps = max(1, math.ceil(per_epoch / 8))
-        choose("eval_steps", eval_steps, f"{per_epoch:,} steps an epoch: about 8 evaluations an epoch")
-        choose("save_steps", plan.values["eval_steps"].value, "on the evaluation schedule (keeps the best)")
-        choose("logging_steps", max(1, min(10, eval_steps // 2)), "several points between evaluations")
-    else:
-        choose("warmup_ratio", 0.03, "no data statistics: 3% warmup")
+    max_steps = int(settings.get("max_steps", -1))
+    steps, per_epoch = total_steps(train_rows, effective, epochs, max_steps) if train_rows else (0, 0)
+    plan.steps, plan.steps_per_epoch, plan.train_rows = steps, per_epoch, train_rows
+    if train_rows and max_steps > 0:
+        plan.notes.append(f"max_steps {max_steps:,} ends the run first: {steps:,} of the "
+                          f"{math.ceil(per_epoch * float(epochs)):,} steps of {float(epochs):g} epoch(s)"
+                          if steps == max_steps else
+                          f"max_steps {max_steps:,} is not reached: {float(epochs):g} epoch(s) end first, at "
+                          f"{steps:,} steps")
+    _choose_schedule(plan, choose, fixed, settings, steps, per_epoch, rows=train_rows)
     packing = choose("packing", False, "off: each row is trained on its own, so every loss covers one conversation")
     if packing:
         choose("group_by_length", False, "off: packing already leaves no padding")
@@ -232,8 +237,62 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
         plan.warnings.append(f"predicted peak {plan.memory.total / GIB:.1f} GiB is over the budget of "
                              f"{budget / GIB:.1f} GiB (90% of free memory)")
         plan.alternative = _cheapest_fix(model, shape, budget, quant, hardware)
-    plan.time = estimate_time(model, hardware, data, final, total_steps, effective)
+    plan.time = estimate_time(model, hardware, data, final, steps, effective)
     return plan
+
+
+def _choose_precision(hardware: Any, fixed: Mapping[str, Choice], choose: Any) -> tuple[bool, bool]:
+    """bf16 needs compute capability 8.0 (Ampere); fp16 with loss scaling below; fp32 on CPU. A precision the user
+    sets turns the other one off."""
+    if "fp16" in fixed and "bf16" not in fixed and fixed["fp16"].value:
+        bf16 = choose("bf16", False, f"off: fp16 is set ({fixed['fp16'].source})")
+        return bf16, choose("fp16", True, "")
+    if "bf16" in fixed and "fp16" not in fixed:
+        bf16 = choose("bf16", None, "")
+        return bf16, choose("fp16", False, "off: bf16 is set" if bf16 else
+                            f"off: bf16 is turned off ({fixed['bf16'].source}), so full fp32")
+    if hardware.is_cpu_only:
+        bf16, fp16, why = False, False, "no GPU: fp32 on the CPU"
+    elif hardware.supports_bf16:
+        bf16, fp16, why = True, False, "compute capability >= 8.0: bf16 (no loss scaling needed)"
+    else:
+        bf16, fp16, why = False, True, "compute capability < 8.0 has no bf16: fp16 with loss scaling"
+    bf16 = choose("bf16", bf16, why)
+    fp16 = choose("fp16", fp16 and not bf16, "off: bf16 is used instead" if bf16 else why)
+    return bf16, fp16
+
+
+def _choose_schedule(plan: Plan, choose: Any, fixed: Mapping[str, Choice], settings: Mapping[str, Any],
+                     steps: int, per_epoch: int, rows: int) -> None:
+    """Warm-up, evaluation, checkpoint and logging steps from the run's real step count."""
+    if "warmup_steps" in fixed:
+        plan.values["warmup_steps"] = fixed["warmup_steps"]
+    elif rows:
+        choose("warmup_ratio", *warmup_ratio_for(steps))
+    else:
+        choose("warmup_ratio", 0.03, "no data statistics: 3% warmup")
+    if not rows:
+        return
+    span = min(per_epoch, steps)  # what "an epoch" means for the schedule when max_steps ends the run earlier
+    target = max(1, math.ceil(span / 8))
+    where = f"{per_epoch:,} steps an epoch" if span == per_epoch else f"{steps:,} steps in the run"
+    evaluating = settings.get("eval_strategy", "steps") == "steps"
+    saving = settings.get("save_strategy", "steps") == "steps"
+    best = bool(settings.get("load_best_model_at_end", True)) and evaluating
+    if evaluating:
+        if best and saving and "save_steps" in fixed and "eval_steps" not in fixed:
+            save = int(fixed["save_steps"].value)
+            eval_steps = max(d for d in range(1, min(save, target) + 1) if save % d == 0)
+            choose("eval_steps", eval_steps, f"a divisor of save_steps {save} near {target} (about 8 evaluations "
+                                             "a run), so that every checkpoint has a score for the best model")
+        else:
+            eval_steps = choose("eval_steps", target, f"{where}: about 8 evaluations")
+        if saving:
+            choose("save_steps", eval_steps, "on the evaluation schedule (keeps the best)")
+    elif saving:
+        choose("save_steps", target, f"{where}: about 8 checkpoints")
+    logging_basis = plan.values["eval_steps"].value if "eval_steps" in plan.values else target
+    choose("logging_steps", max(1, min(10, logging_basis // 2)), "several points between evaluations")
 
 
 def _seq_len(data: DataFacts, model: Any) -> tuple[int, str]:
@@ -247,6 +306,9 @@ def _seq_len(data: DataFacts, model: Any) -> tuple[int, str]:
 
 
 def _choose_quantization(model, shape, budget, gpu, fixed, plan, choose) -> str:
+    if "load_in_8bit" in fixed and fixed["load_in_8bit"].value:
+        choose("load_in_4bit", False, f"off: 8-bit is set ({fixed['load_in_8bit'].source})")
+        return "int8"
     if "load_in_4bit" in fixed:
         quant = "nf4-dq" if fixed["load_in_4bit"].value else "none"
         plan.values["load_in_4bit"] = fixed["load_in_4bit"]
@@ -305,28 +367,3 @@ def _largest_fitting_sibling(model: Any, base: TrainingShape, budget: float) -> 
                and m.parameters()["total"] < model.parameters()["total"]
                and estimate_memory(m, trial).total <= budget]
     return max(fitting, key=lambda m: m.parameters()["total"]).name if fitting else None
-
-
-def estimate_time(model: Any, hardware: Any, data: DataFacts, shape: TrainingShape, steps: int,
-                  effective_batch: int) -> TimeEstimate | None:
-    """Wall-clock time from peak throughput and an assumed utilisation: an estimate, labelled as one.
-
-    LoRA with a frozen base costs ~4N FLOPs a token (forward 2N, backward through activations 2N, no weight
-    gradients; Kaplan et al. 2020 count 6N for full training), plus 2N more when checkpointing recomputes the
-    forward pass.
-    """
-    if not data.rows or not data.mean_tokens:
-        return None
-    tokens = int(steps * effective_batch * (shape.seq_len if shape.micro_batch > 1 else data.mean_tokens))
-    per_token = (6 if shape.gradient_checkpointing else 4) * model.parameters()["total"]
-    if hardware.is_cpu_only:
-        flops, assumption = CPU_FLOPS, "CPU at ~100 GFLOP/s"
-    else:
-        peak = min((g.peak_tflops_bf16 or 0) for g in hardware.gpus) * 1e12
-        if not peak:
-            return TimeEstimate(steps, tokens, 0.0, "unknown GPU peak throughput: no time estimate")
-        mfu = MFU.get(shape.quantization, 0.25)
-        flops = peak * mfu * hardware.gpu_count
-        assumption = f"{hardware.gpu_count} GPU(s) at {mfu:.0%} of {peak / 1e12:.0f} TFLOP/s peak"
-    return TimeEstimate(steps, tokens, tokens * per_token / flops, f"estimate: {assumption}; "
-                        "padded micro-batches count as full length")

@@ -7,8 +7,9 @@ into the cache on first use. Importing this package is cheap: torch and transfor
 from __future__ import annotations
 
 import difflib
-import os
 from pathlib import Path
+
+from lorawiz.builtin.cache import default_cache_root
 
 PREFIX = "builtin:"
 BUILTIN_NAMES = {
@@ -16,12 +17,6 @@ BUILTIN_NAMES = {
     "builtin:triage": "emergency incident reports to classify into 6 categories: the training file (900 rows)",
     "builtin:triage:validation": "the triage validation file (240 rows, no report shared with training)",
 }
-
-
-def default_cache_root() -> Path:
-    """Where built-ins are cached: $LORAWIZ_CACHE, else ~/.cache/lorawiz."""
-    configured = os.environ.get("LORAWIZ_CACHE")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "lorawiz"
 
 
 def is_builtin(name: str) -> bool:
@@ -61,13 +56,8 @@ def resolve_builtin(name: str, cache_root: str | Path | None = None) -> str:
     raise LorawizError(f'unknown built-in "{name}".', hint=hint)
 
 
-def resolve_names(values: dict) -> dict:
-    """A configuration with its builtin: names replaced by their cached paths; builtin:triage brings its validation
-    part along when no validation file is given."""
-    values = dict(values)
-    if values.get("train_file") == "builtin:triage" and not values.get("validation_file"):
-        values["validation_file"] = "builtin:triage:validation"
-    for key in ("model_name_or_path", "train_file", "validation_file"):
-        if isinstance(values.get(key), str) and is_builtin(values[key]):
-            values[key] = resolve_builtin(values[key])
-    return values
+def local_path(name: str | None) -> str | None:
+    """The path to load for a model or data name: a `builtin:` name's cached copy, anything else unchanged.
+
+    Configurations keep the `builtin:` name (so lorawiz.yaml re-runs anywhere); loading code calls this."""
+    return resolve_builtin(name) if isinstance(name, str) and is_builtin(name) else name

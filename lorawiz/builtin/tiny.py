@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lorawiz.builtin import default_cache_root
+from lorawiz.builtin.cache import default_cache_root
 from lorawiz.builtin.triage import CATEGORIES, SYSTEM_PROMPT, triage_rows
 
 TINY_VERSION = "1"  # bump when the build code changes in a way the digest of config and corpus cannot see

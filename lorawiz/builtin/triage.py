@@ -26,7 +26,7 @@ TRAIN_FILE = "triage-train.jsonl"
 VALIDATION_FILE = "triage-validation.jsonl"
 
 # The settings `lorawiz demo` trains builtin:tiny on builtin:triage with (900 rows, 240 for validation).
-# Measured on a 2-core CPU VM (torch 2.13, transformers 5.17, peft 0.21, trl 1.15), seeds 42, 1 and 7: 114 steps in
+# Measured on a 2-core CPU VM (torch 2.13, transformers 5.17, peft 0.21, trl 1.14), seeds 42, 1 and 7: 114 steps in
 # 17-22 s (up to 76 s while the VM's cores were contended), validation loss 7.85 -> 0.008-0.023 (mean over the label
 # and end-of-turn tokens), label accuracy 0.154 (chance: 1/6) -> 0.996-1.0.
 DEMO_SETTINGS: dict[str, Any] = {

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from lorawiz.config import knob_help
+from lorawiz.config.schema import knob_help
 
 CONFIG_PANEL = "Configuration"
 FLAG_PANEL = "Common settings (override presets and files)"

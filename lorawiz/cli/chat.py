@@ -35,7 +35,7 @@ def chat_command(
     from lorawiz.chat import open_session, repl
     from lorawiz.console import is_plain
     from lorawiz.errors import LorawizError
-    from lorawiz.train.quiet import hide_optional_kernel_warning, quiet_libraries
+    from lorawiz.libraries import hide_optional_kernel_warning, quiet_libraries
 
     hide_optional_kernel_warning()
     quiet_libraries(plain=is_plain())
@@ -44,11 +44,15 @@ def chat_command(
         raise LorawizError(f"--max-new-tokens {max_new_tokens}: must be at least 1.", hint="For example 256.")
     if temperature < 0:
         raise LorawizError(f"--temperature {temperature}: must be 0 or more.", hint="For example 0.7, or 0.")
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()  # streamed: each piece shows as it is generated
+
     session = open_session(target, base, system, max_new_tokens, temperature)
     if prompt is not None:
         for piece in session.stream(prompt):
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-        sys.stdout.write("\n")
+            write(piece)
+        write("\n")
         return
-    repl(session)
+    repl(session, read=input, write=write)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import typer
 
@@ -46,8 +45,9 @@ def show(
 ) -> None:
     """Show the resolved configuration with the source of every value.
 
-    Precedence, lowest first: built-in defaults < --preset < CONFIG file < --set < typed flags.
-    "auto" means the recommender picks the value for your hardware and data when you plan or train.
+    Precedence, lowest first: built-in defaults < the recommender < --preset < CONFIG file < --set <
+    typed flags. "auto" means nobody set the value, so the recommender picks it for your hardware and
+    data when you plan or train (`lorawiz plan` shows its choices).
 
     \b
     Examples:
@@ -55,7 +55,7 @@ def show(
       lorawiz config show configs/default.json --learning_rate 3e-4 --lora_r 64
       lorawiz config show run.yaml --set lora.lora_dropout=0.1 --json
     """
-    from lorawiz.config import resolve_config
+    from lorawiz.config.resolve import resolve_config
 
     resolved = resolve_config(
         config,
@@ -65,32 +65,10 @@ def show(
         flag_names=opt.flag_spellings(),
     )
     if as_json:
-        typer.echo(json.dumps({"config": resolved.as_dict(), "sources": resolved.sources}, indent=2))
+        sources = {name: {"kind": s.kind, "label": s.label, "where": s.where} for name, s in resolved.sources.items()}
+        typer.echo(json.dumps({"config": resolved.as_dict(), "sources": sources}, indent=2))
         return
-    render_config(resolved)
-
-
-def render_config(resolved: Any) -> None:
-    """A table of section, key, value and source; auto values are marked as the recommender's."""
-    from rich import box
-    from rich.markup import escape
-    from rich.table import Table
-
-    from lorawiz.config import KNOBS, format_value
     from lorawiz.console import get_console, is_plain
+    from lorawiz.views.config import render_config
 
-    plain = is_plain()
-    table = Table(box=None if plain else box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("key", style="cyan", no_wrap=True)
-    table.add_column("value", overflow="fold")
-    table.add_column("source", style="dim")
-    for section, values in resolved.as_dict().items():
-        table.add_row(f"[bold]{section}[/]", "", "")
-        for name, value in values.items():
-            source = resolved.sources.get(name, "default")
-            if value is None and KNOBS[name].auto:
-                shown, source = "[yellow]auto[/]", f"{source} (recommender)"
-            else:
-                shown = escape(format_value(value))
-            table.add_row(f"  {name}", shown, escape(source))
-    get_console().print(table)
+    get_console().print(render_config(resolved, is_plain()))

@@ -27,10 +27,11 @@ def demo_command(
       lorawiz demo
       lorawiz demo --output-dir runs/demo
     """
+    from lorawiz.cli._report import reporter
     from lorawiz.console import is_plain, say
     from lorawiz.demo import run_demo
 
-    result = run_demo(output_dir, plain=is_plain(), overwrite=overwrite)
+    result = run_demo(output_dir, plain=is_plain(), overwrite=overwrite, reporter=reporter())
     loss = (f"{result.loss_before:.3f} -> {result.loss_after:.3f}" if result.loss_before is not None
             and result.loss_after is not None else "n/a")
     say("")

@@ -61,11 +61,12 @@ def eval_command(
     import json
     import time
 
-    from lorawiz.compare import EvalRequest, render_report, run_eval
-    from lorawiz.console import is_plain, say
+    from lorawiz.console import get_console, is_plain, say
     from lorawiz.data.writers import atomic_output, check_writable
     from lorawiz.errors import LorawizError
-    from lorawiz.train.quiet import hide_optional_kernel_warning, quiet_libraries
+    from lorawiz.eval.run import EvalRequest, run_eval
+    from lorawiz.libraries import hide_optional_kernel_warning, quiet_libraries
+    from lorawiz.views.eval import render_report
 
     hide_optional_kernel_warning()
     quiet_libraries(plain=is_plain())
@@ -85,7 +86,13 @@ def eval_command(
     except KeyboardInterrupt:
         say("interrupted: no results were written.", stderr=True)
         raise typer.Exit(130) from None
-    render_report(report)
+    plain = is_plain()
+    shown = render_report(report, plain)
+    if plain:
+        for line in shown:
+            say(line)
+    else:
+        get_console().print(shown)
     with atomic_output(out, overwrite) as handle:
         json.dump(report.as_dict() | {"seconds": round(time.monotonic() - started, 1)}, handle, indent=2)
         handle.write("\n")

@@ -44,14 +44,15 @@ def init_command(
       lorawiz init --model meta-llama/Llama-3.1-8B-Instruct --data tickets.csv --task classification
       lorawiz init --model qwen2.5-7b --data train.jsonl --preset memory --yes --config-out run.yaml
     """
-    from lorawiz.console import say
+    from lorawiz.console import get_console, say
     from lorawiz.wizard.flow import InitOptions, run_wizard
     from lorawiz.wizard.prompter import Cancelled, Prompter
 
     opts = InitOptions(model=model_name_or_path, data=train_file, val_data=validation_file, task=task, preset=preset,
                        output_dir=output_dir, hardware=hardware, config_out=config_out, set_items=list(set_ or []),
                        overwrite=overwrite)
-    prompter = Prompter.for_flags(yes=yes, no_input=no_input)
+    prompter = Prompter.for_flags(yes=yes, no_input=no_input, say=say,
+                                  show=lambda renderable: get_console().print(renderable, soft_wrap=True))
     try:
         result = run_wizard(opts, prompter)
     except Cancelled:
@@ -61,10 +62,11 @@ def init_command(
     say(f"same setup without questions: {result.command}")
     say(f"train it: {result.train_command}")
     if train or (prompter.interactive and not yes and prompter.confirm("Start training now?", default=False)):
-        from lorawiz.config import resolve_config
+        from lorawiz.cli._report import reporter
+        from lorawiz.config.resolve import resolve_config
         from lorawiz.console import is_plain
         from lorawiz.train.runner import TrainRequest, run_training
 
         resolved = resolve_config(result.config_path)
-        run_training(TrainRequest(resolved.flat(), resolved.sources, plain=is_plain(),
-                                  argv=["train", str(result.config_path)]))
+        run_training(TrainRequest(resolved, plain=is_plain(), argv=["train", str(result.config_path)],
+                                  reporter=reporter(), hardware_spec=hardware))

@@ -44,7 +44,7 @@ def inspect_command(
     if tokenizer:
         from lorawiz.data.tokens import load_tokenizer, model_limit
 
-        loaded = load_tokenizer(tokenizer)
+        loaded = load_tokenizer(tokenizer, flag="--tokenizer")
         limit = model_limit(loaded, tokenizer)
     stats = inspect_file(input_path, loaded, tokenizer_name=tokenizer, max_seq_length=max_seq_length,
                          model_limit=limit)

@@ -35,8 +35,8 @@ def merge_command(
       lorawiz merge outputs/my-run/checkpoint-400 -o merged/step400 --dtype fp16 --max-shard-size 2GB
     """
     from lorawiz.console import is_plain, say
+    from lorawiz.libraries import hide_optional_kernel_warning, quiet_libraries
     from lorawiz.merge import merge_adapter
-    from lorawiz.train.quiet import hide_optional_kernel_warning, quiet_libraries
 
     hide_optional_kernel_warning()
     quiet_libraries(plain=is_plain())

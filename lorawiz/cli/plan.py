@@ -24,23 +24,35 @@ def plan_command(
     as_json: opt.JsonOpt = False,
     model_name_or_path: opt.ModelOpt = None,
     train_file: opt.TrainFileOpt = None,
+    validation_file: opt.ValidationFileOpt = None,
     task: opt.TaskOpt = None,
     output_dir: opt.OutputDirOpt = None,
     max_seq_length: opt.MaxSeqLengthOpt = None,
     lora_r: opt.LoraROpt = None,
     lora_alpha: opt.LoraAlphaOpt = None,
+    lora_dropout: opt.LoraDropoutOpt = None,
     learning_rate: opt.LearningRateOpt = None,
     num_train_epochs: opt.EpochsOpt = None,
+    max_steps: opt.MaxStepsOpt = None,
     per_device_train_batch_size: opt.BatchSizeOpt = None,
     gradient_accumulation_steps: opt.GradAccumOpt = None,
+    warmup_ratio: opt.WarmupRatioOpt = None,
+    warmup_steps: opt.WarmupStepsOpt = None,
+    seed: opt.SeedOpt = None,
+    early_stopping_patience: opt.PatienceOpt = None,
     load_in_4bit: opt.LoadIn4bitOpt = None,
+    bf16: opt.Bf16Opt = None,
+    fp16: opt.Fp16Opt = None,
     gradient_checkpointing: opt.GradCkptOpt = None,
+    packing: opt.PackingOpt = None,
 ) -> None:
     """Plan a run: every value with its reason and source, the memory it needs, and how long it takes.
 
     The hardware is probed (or given with --hardware), the model's architecture comes from the built-in
-    catalog or its config.json, and the data is measured as `lorawiz inspect` does. Values you set (preset,
-    file, --set, flags) win; the fit is then re-checked. Exit 0 when it fits, 3 when it does not.
+    catalog or its config.json, and the data is measured as `lorawiz inspect` does. Precedence, lowest
+    first: built-in defaults < the recommender < --preset < CONFIG < --set < flags; the fit is checked
+    with the values that win. The plan lists every value `lorawiz train` would pass to the trainer.
+    Exit 0 when it fits, 3 when it does not.
 
     \b
     Examples:
@@ -48,21 +60,23 @@ def plan_command(
       lorawiz plan --model qwen2.5-7b --data train.jsonl --hardware t4 --preset memory
       lorawiz plan run.yaml --hardware 4xa100-80gb --json
     """
-    from lorawiz.config import resolve_config
-    from lorawiz.planning import gather, make_plan, plan_json, render_plan
+    from lorawiz.config.resolve import resolve_config
+    from lorawiz.planning import fill_from_plan, gather, make_plan, plan_json
 
     resolved = resolve_config(config, preset=preset, set_items=set_ or (), flags=opt.typed_flags(locals()),
                               flag_names=opt.flag_spellings())
-    inputs = gather(resolved.flat(), resolved.sources, hardware)
+    inputs = gather(resolved, hardware)
     plan = make_plan(inputs)
+    filled = fill_from_plan(resolved, plan)
     if as_json:
         import json
 
-        typer.echo(json.dumps(plan_json(inputs, plan), indent=2))
+        typer.echo(json.dumps(plan_json(inputs, plan, filled), indent=2))
     else:
         from lorawiz.console import get_console, is_plain
+        from lorawiz.views.plan import render_plan
 
         plain = is_plain()
-        get_console().print(render_plan(inputs, plan, plain), soft_wrap=plain)
+        get_console().print(render_plan(inputs, plan, filled, plain), soft_wrap=plain)
     if not plan.fits:
         raise typer.Exit(DOES_NOT_FIT)

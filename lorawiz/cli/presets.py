@@ -62,7 +62,7 @@ def list_presets(ctx: typer.Context) -> None:
 
 def describe_values(values: dict) -> str:
     """A compact summary of what a preset fixes, e.g. `r=32 alpha=32 lr=2e-4 batch=4 accum=4`."""
-    from lorawiz.config import format_value
+    from lorawiz.config.schema import format_value
 
     parts = []
     for key, label in KEY_VALUES:

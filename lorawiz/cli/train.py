@@ -25,7 +25,8 @@ def train_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and show the first tokenised example with its "
                                           "loss mask; train nothing.")] = False,
     hardware: Annotated[str | None, typer.Option("--hardware", metavar="SPEC", help="Plan as if on this hardware "
-                                                 "(see lorawiz plan --help); training still runs here.")] = None,
+                                                 "(see lorawiz plan --help); training still runs here, with the "
+                                                 "settings this machine cannot execute changed (and shown).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in the output folder.")
                          ] = False,
     num_processes: Annotated[int | None, typer.Option("--num-processes", metavar="N", help="Data-parallel processes "
@@ -61,9 +62,11 @@ def train_command(
 ) -> None:
     """Train a LoRA or QLoRA adapter: plan for this machine, then train, evaluate and save.
 
-    Values come from built-in defaults < --preset < the recommender < CONFIG < --set < flags; the plan
-    printed first says where each came from. Ctrl-C saves a checkpoint and prints the command that
-    resumes; --resume continues from the newest complete one. Outputs: the adapter (PEFT format),
+    Values come from built-in defaults < the recommender < --preset < CONFIG < --set < flags; the plan
+    printed first shows every value the run uses and where it came from. With --hardware, values this
+    machine cannot execute (bf16 on a CPU, 8-bit optimizers without CUDA) are changed, and the plan
+    says so. Ctrl-C saves a checkpoint and prints the command that resumes; --resume continues from
+    the newest complete one. Outputs: the adapter (PEFT format),
     tokenizer, lorawiz.yaml (re-runnable), metrics.jsonl, training.log, TensorBoard events,
     all_results.json and a model card.
 
@@ -73,7 +76,8 @@ def train_command(
       lorawiz train configs/default.json --learning_rate 3e-4 --num_train_epochs 5 --lora_r 64
       lorawiz train --model builtin:tiny --data builtin:triage --output-dir runs/demo --resume
     """
-    from lorawiz.config import resolve_config
+    from lorawiz.cli._report import reporter
+    from lorawiz.config.resolve import resolve_config
     from lorawiz.console import is_plain, set_plain
     from lorawiz.train import launcher
     from lorawiz.train.runner import TrainRequest, run_training
@@ -87,8 +91,8 @@ def train_command(
 
     resolved = resolve_config(config, preset=preset, set_items=set_ or (), flags=opt.typed_flags(locals()),
                               flag_names=opt.flag_spellings())
-    request = TrainRequest(resolved.flat(), resolved.sources, backend=backend, resume=resume, dry_run=dry_run,
-                           overwrite=overwrite, plain=is_plain(), hardware_spec=hardware, argv=sys.argv[1:])
+    request = TrainRequest(resolved, backend=backend, resume=resume, dry_run=dry_run, overwrite=overwrite,
+                           plain=is_plain(), hardware_spec=hardware, argv=sys.argv[1:], reporter=reporter())
     run_training(request)
 
 

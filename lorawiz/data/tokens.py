@@ -1,8 +1,9 @@
 """Token counts for canonical rows: the model's chat template, then a batched fast tokenizer.
 
-Used by `lorawiz inspect` now, and by training later, so that both count the same tokens. Without a
-tokenizer, lengths are estimated from characters (about four per token in English text; OpenAI, "What are
-tokens and how to count them") and always labelled as an estimate.
+Used by `lorawiz inspect` and by training, so that both count the same tokens; `load_tokenizer` is the one
+tokenizer loader (training, eval, merge and chat load through it). Without a tokenizer, lengths are estimated
+from characters (about four per token in English text; OpenAI, "What are tokens and how to count them") and
+always labelled as an estimate.
 """
 
 from __future__ import annotations
@@ -19,10 +20,15 @@ CHARS_PER_TOKEN = 4  # English rule of thumb (OpenAI tokenizer guide); code and 
 UNBOUNDED = 1_000_000  # transformers reports "no limit" as a huge model_max_length
 
 
-def load_tokenizer(name_or_path: str) -> Any:
-    """A tokenizer from a local folder or a Hub model id, fast (Rust) where one exists."""
+def load_tokenizer(name_or_path: str, *, flag: str | None = None, trust_remote_code: bool | None = None,
+                   cache_dir: str | None = None) -> Any:
+    """A tokenizer from a local folder or a Hub model id, fast (Rust) where one exists: the one tokenizer loader.
+
+    Offline it reads the local cache at once. `flag` (e.g. "--tokenizer") starts the error messages.
+    """
+    named = f"{flag} {name_or_path}" if flag else name_or_path
     if name_or_path.startswith(("/", "./", "../", "~")) and not Path(name_or_path).expanduser().is_dir():
-        raise LorawizError(f"--tokenizer {name_or_path}: no such folder.",
+        raise LorawizError(f"{named}: no such folder.",
                            hint="Give a folder holding tokenizer.json (or a Hub model id such as Qwen/Qwen2.5-7B).")
     name_or_path = str(Path(name_or_path).expanduser()) if name_or_path.startswith("~") else name_or_path
     from transformers import AutoTokenizer
@@ -32,11 +38,12 @@ def load_tokenizer(name_or_path: str) -> Any:
     local = Path(name_or_path).is_dir()
     offline = not local and not hub_reachable()  # the cache only, at once, not ~20 s of connection retries
     try:
-        return AutoTokenizer.from_pretrained(name_or_path, **({"local_files_only": True} if offline else {}))
+        return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, cache_dir=cache_dir,
+                                             **({"local_files_only": True} if offline else {}))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = " (the Hub is unreachable from here, and it is not in the local cache)" if offline else ""
-        raise LorawizError(f"--tokenizer {name_or_path}: could not load a tokenizer{where} ({reason}).",
+        raise LorawizError(f"{named}: could not load a tokenizer{where} ({reason}).",
                            hint="Give a folder with tokenizer files, or a Hub model id (the Hub must be reachable; "
                                 "set HF_TOKEN for gated models).") from exc
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from lorawiz.train.monitor import EarlyStoppingState, TrainMonitor
+from lorawiz.train.monitor import TrainMonitor
+from lorawiz.train.state import EarlyStoppingState
 
 logger = logging.getLogger(__name__)
 

@@ -52,18 +52,12 @@ class WizardResult:
     values: dict[str, Any]
 
 
-def _say(text: str) -> None:
-    from lorawiz.console import say
-
-    say(text)
-
-
 def _check_model(answer: str) -> str | None:
-    from lorawiz.builtin import resolve_names
-    from lorawiz.catalog import load_model_facts
+    from lorawiz.builtin import local_path
+    from lorawiz.model_facts import load_model_facts
 
     try:
-        load_model_facts(resolve_names({"model_name_or_path": answer.strip()})["model_name_or_path"])
+        load_model_facts(local_path(answer.strip()))
     except LorawizError as exc:
         return exc.message
     return None
@@ -129,7 +123,7 @@ def prepare_data(data: str, opts: InitOptions, prompter: Prompter, task: str) ->
 
     stats = inspect_file(data)
     bad = sum(e["count"] for e in stats.bad_rows.values())
-    _say(f"data: {stats.rows:,} rows, shape {stats.shape} ({stats.shape_reason}); {stats.length.unit} p50 "
+    prompter.say(f"data: {stats.rows:,} rows, shape {stats.shape} ({stats.shape_reason}); {stats.length.unit} p50 "
          f"{stats.length.p50:,}, p95 {stats.length.p95:,}, p99 {stats.length.p99:,}"
          + (f"; {bad:,} bad rows" if bad else ""))
     path = Path(data)
@@ -142,7 +136,7 @@ def prepare_data(data: str, opts: InitOptions, prompter: Prompter, task: str) ->
 
             report = format_file(path, target, skip_bad=bool(bad), overwrite=opts.overwrite)
             CREATED.extend(p for p in (target, report.rejects_path, report.meta_path) if p)
-            _say(f"wrote {report.rows_written:,} rows to {target}")
+            prompter.say(f"wrote {report.rows_written:,} rows to {target}")
             path = target
     val = opts.val_data
     if val is None and prompter.confirm("Hold out 10% of the rows as a validation file (lorawiz split)?",
@@ -153,7 +147,8 @@ def prepare_data(data: str, opts: InitOptions, prompter: Prompter, task: str) ->
         report = split_file(path, {"train": train_out, "val": val_out}, SplitSizes(val_ratio=0.1),
                             overwrite=opts.overwrite)
         CREATED.extend((train_out, val_out))
-        _say(f"split: {report.counts['train']:,} training rows in {train_out}, {report.counts['val']:,} in {val_out}")
+        prompter.say(f"split: {report.counts['train']:,} training rows in {train_out}, {report.counts['val']:,} in "
+                     f"{val_out}")
         path, val = train_out, str(val_out)
     if task == "domain" and prompter.confirm("Mix general instruction data into it against forgetting "
                                              "(lorawiz mix)?", default=False):
@@ -165,7 +160,7 @@ def prepare_data(data: str, opts: InitOptions, prompter: Prompter, task: str) ->
         report = mix_files([MixSource(str(path), 1 - float(share)), MixSource(general, float(share))], mixed,
                            overwrite=opts.overwrite)
         CREATED.append(mixed)
-        _say(f"mixed {report.total:,} rows into {mixed}")
+        prompter.say(f"mixed {report.total:,} rows into {mixed}")
         path = mixed
     return str(path), val
 
@@ -184,7 +179,7 @@ def _fit(title: str, width: int = 74) -> str:
 
 
 def choose_task_and_preset(opts: InitOptions, prompter: Prompter) -> tuple[str, str]:
-    from lorawiz.config import TASKS
+    from lorawiz.config.schema import TASKS
     from lorawiz.presets import preset_info
 
     task = opts.task or prompter.select("What should the model learn?",
@@ -199,34 +194,36 @@ def choose_task_and_preset(opts: InitOptions, prompter: Prompter) -> tuple[str, 
 
 
 def resolve(values_flags: dict[str, Any], preset: str, set_items: list[str]) -> Any:
-    from lorawiz.cli._options import flag_spellings  # the names flags are reported under
-    from lorawiz.config import resolve_config
+    from lorawiz.config.resolve import resolve_config
 
-    names = {**flag_spellings(), "output_dir": "--output-dir"}
+    names = {"model_name_or_path": "--model", "train_file": "--data", "validation_file": "--val-data",
+             "task": "--task", "output_dir": "--output-dir"}  # `lorawiz init`'s flags, as errors name them
     return resolve_config(None, preset=preset, set_items=set_items, flags=values_flags, flag_names=names)
 
 
 def plan_step(flags: dict[str, Any], preset: str, opts: InitOptions, prompter: Prompter) -> tuple[Any, Any, list]:
     """Show the plan; in a terminal, let the user change any value and re-check the fit."""
-    from lorawiz.console import get_console
-    from lorawiz.planning import gather, make_plan, render_plan
+    from lorawiz.planning import fill_from_plan, gather, make_plan
+    from lorawiz.views.plan import render_plan
 
     set_items = list(opts.set_items)
     while True:
         resolved = resolve(flags, preset, set_items)
-        inputs = gather(resolved.flat(), resolved.sources, opts.hardware)
+        inputs = gather(resolved, opts.hardware)
         plan = make_plan(inputs)
-        get_console().print(render_plan(inputs, plan, plain=not prompter.interactive), soft_wrap=True)
+        filled = fill_from_plan(resolved, plan)
+        prompter.show(render_plan(inputs, plan, filled, plain=not prompter.interactive))
         if not prompter.interactive or prompter.accept_defaults:
-            return inputs, plan, set_items
+            return filled, plan, set_items
         names = list(plan.values)
         action = prompter.select("Plan", [("accept", "looks good: write the config"),
                                           ("change", "change a value")], "accept")
         if action == "accept":
-            return inputs, plan, set_items
-        name = prompter.select("Which value? (type to filter)", [(n, f"{n} = {plan.values[n].value}") for n in names],
+            return filled, plan, set_items
+        shown = {n: filled.value(n) for n in names}
+        name = prompter.select("Which value? (type to filter)", [(n, f"{n} = {shown[n]}") for n in names],
                                names[0], search=True)
-        value = prompter.text(f"New value for {name}", str(plan.values[name].value), _value_checker(name))
+        value = prompter.text(f"New value for {name}", str(shown[name]), _value_checker(name))
         set_items.append(f"{name}={value.strip()}")
 
 
@@ -234,7 +231,7 @@ def _value_checker(name: str):
     """Ask again when the new value would not pass the config's own validation."""
 
     def check(answer: str) -> str | None:
-        from lorawiz.config import resolve_config
+        from lorawiz.config.resolve import resolve_config
         from lorawiz.errors import ProblemsError
 
         try:
@@ -248,30 +245,19 @@ def _value_checker(name: str):
     return check
 
 
-def write_config(path: Path, values: dict[str, Any], plan: Any, sources: dict[str, str]) -> None:
-    """A sectioned YAML config with a comment on every line: the value's source and why."""
-    import yaml
+def write_config(path: Path, filled: Any) -> None:
+    """A sectioned YAML config with a comment on every line: the value's source and why (untouched built-in
+    defaults left out: `lorawiz train` supplies the same)."""
+    from lorawiz.config.files import write_config_file
 
-    from lorawiz.config import SECTIONS
-    from lorawiz.data.writers import atomic_output
-
-    lines = ["# lorawiz config written by `lorawiz init`. Train with: lorawiz train " + str(path), ""]
-    for section, knobs in SECTIONS.items():
-        body = []
-        for knob in knobs:
-            value = values.get(knob.name)
-            if value is None:
-                continue
-            choice = plan.values.get(knob.name)
-            why = f"{choice.source}: {choice.reason}" if choice else sources.get(knob.name, "")
-            if why.startswith("default") and value == knob.default:
-                continue
-            rendered = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").strip()
-            body.append(f"  {knob.name}: {rendered}" + (f"  # {why}" if why else ""))
-        if body:
-            lines += [f"{section}:", *body, ""]
-    with atomic_output(path, overwrite=True) as handle:
-        handle.write("\n".join(lines))
+    values = filled.flat()
+    comments, skip = {}, {}
+    for name, value in values.items():
+        source = filled.source(name)
+        skip[name] = value is None or source.kind == "default"
+        comments[name] = f"{source.label}: {source.reason}" if source.reason else source.label
+    header = "# lorawiz config written by `lorawiz init`. Train with: lorawiz train " + str(path)
+    write_config_file(path, values, header, comments, skip)
 
 
 def run_wizard(opts: InitOptions, prompter: Prompter) -> WizardResult:
@@ -287,25 +273,23 @@ def run_wizard(opts: InitOptions, prompter: Prompter) -> WizardResult:
         raise
 
 
-def _show_hardware(hardware: Any, plain: bool) -> None:
+def _show_hardware(hardware: Any, prompter: Prompter) -> None:
     from lorawiz.hardware import describe
 
     lines = describe(hardware)
-    if plain:
-        _say("hardware: " + "; ".join(lines))
+    if not prompter.interactive:
+        prompter.say("hardware: " + "; ".join(lines))
         return
     from rich.panel import Panel
 
-    from lorawiz.console import get_console
-
-    get_console().print(Panel("\n".join(lines), title="hardware", title_align="left", expand=False))
+    prompter.show(Panel("\n".join(lines), title="hardware", title_align="left", expand=False))
 
 
 def _journey(opts: InitOptions, prompter: Prompter) -> WizardResult:
     from lorawiz.hardware import parse_hardware_spec, probe
 
     hardware = parse_hardware_spec(opts.hardware) if opts.hardware else probe(opts.output_dir or ".")
-    _show_hardware(hardware, plain=not prompter.interactive)
+    _show_hardware(hardware, prompter)
     model = choose_model(opts, prompter, hardware)
     data = choose_data(opts, prompter)
     prompter.raise_missing()
@@ -319,13 +303,9 @@ def _journey(opts: InitOptions, prompter: Prompter) -> WizardResult:
     flags = {"model_name_or_path": model, "train_file": data, "task": task, "output_dir": output_dir}
     if val:
         flags["validation_file"] = val
-    inputs, plan, set_items = plan_step(flags, preset, opts, prompter)
-    resolved = resolve(flags, preset, set_items)
-    values = resolved.flat()
-    for name, choice in plan.values.items():
-        if values.get(name) is None or choice.source == "recommender":
-            values[name] = choice.value
-    write_config(config_out, values, plan, resolved.sources)
+    filled, plan, set_items = plan_step(flags, preset, opts, prompter)
+    values = filled.flat()
+    write_config(config_out, filled)
     command = ["lorawiz", "init", "--model", model, "--data", data, "--task", task, "--preset", preset,
                "--output-dir", output_dir, "--config-out", str(config_out)]
     if val:

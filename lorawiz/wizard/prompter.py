@@ -31,11 +31,15 @@ class Prompter:
     input: Any = None  # prompt_toolkit input/output, for tests (questionary's own tests do the same)
     output: Any = None
     missing: Missing = field(default_factory=Missing)
+    say: Callable[[str], None] = lambda text: None  # how the journey speaks between questions (the CLI's console)
+    show: Callable[[Any], None] = lambda renderable: None
 
     @classmethod
-    def for_flags(cls, yes: bool, no_input: bool, input: Any = None, output: Any = None) -> Prompter:
+    def for_flags(cls, yes: bool, no_input: bool, input: Any = None, output: Any = None,
+                  say: Callable[[str], None] | None = None, show: Callable[[Any], None] | None = None) -> Prompter:
         tty = input is not None or sys.stdin.isatty()
-        return cls(interactive=tty and not no_input, accept_defaults=yes, input=input, output=output)
+        talk = {k: v for k, v in (("say", say), ("show", show)) if v is not None}
+        return cls(interactive=tty and not no_input, accept_defaults=yes, input=input, output=output, **talk)
 
     def _io(self) -> dict[str, Any]:
         return {k: v for k, v in (("input", self.input), ("output", self.output)) if v is not None}

@@ -65,13 +65,13 @@ def test_config_show_json_has_values_and_sources(cli, tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["config"]["lora"]["lora_r"] == 8
-    assert data["sources"]["lora_r"] == f"file {path}"
+    assert data["sources"]["lora_r"] == {"kind": "file", "label": f"file {path}", "where": f"{path} line 1"}
     assert data["config"]["training"]["learning_rate"] == 3e-4
-    assert data["sources"]["learning_rate"] == "flag --learning-rate"
+    assert data["sources"]["learning_rate"]["label"] == "flag --learning-rate"
     assert data["config"]["training"]["num_train_epochs"] == 5
     assert data["config"]["lora"]["lora_dropout"] == 0.1
-    assert data["sources"]["lora_dropout"] == "--set lora.lora_dropout"
-    assert data["sources"]["lora_alpha"] == "preset default"
+    assert data["sources"]["lora_dropout"]["label"] == "--set lora.lora_dropout"
+    assert data["sources"]["lora_alpha"]["label"] == "preset default"
 
 
 def test_typed_flags_accept_both_spellings(cli):

@@ -66,7 +66,7 @@ def test_a_whole_journey_by_prompts_writes_a_config_that_trains(tmp_path, data):
     shown = subprocess.run([sys.executable, "-m", "lorawiz", "config", "show", str(out), "--json"],
                            capture_output=True, text=True, env=subprocess_env())
     assert shown.returncode == 0, shown.stderr
-    assert json.loads(shown.stdout)["sources"]["lora_r"] == f"file {out}"
+    assert json.loads(shown.stdout)["sources"]["lora_r"]["label"] == f"file {out}"
 
 
 def test_changing_a_value_at_the_plan_step_rechecks_it(tmp_path, data):

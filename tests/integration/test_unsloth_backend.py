@@ -49,7 +49,7 @@ def stand_in(monkeypatch):
     monkeypatch.delitem(sys.modules, "lorawiz.train.backends.unsloth", raising=False)
     from lorawiz.train.backends import base
 
-    monkeypatch.setattr(base, "choose_backend", lambda requested, hardware, arch: (requested, "test"))
+    monkeypatch.setattr(base, "choose_backend", lambda requested, hardware, arch, cfg: (requested, "test"))
     CALLS.clear()
     yield
     sys.modules.pop("lorawiz.train.backends.unsloth", None)  # it holds the stand-in: never let it outlive the test
@@ -57,7 +57,7 @@ def stand_in(monkeypatch):
 
 def run(tmp_path, backend: str):
     from lorawiz.builtin.triage import triage_rows
-    from lorawiz.config import resolve_config
+    from lorawiz.config.resolve import resolve_config
     from lorawiz.train.runner import TrainRequest, run_training
 
     data = tmp_path / "train.jsonl"
@@ -66,7 +66,7 @@ def run(tmp_path, backend: str):
     flags = {"model_name_or_path": "builtin:tiny", "train_file": str(data), "output_dir": str(out), "max_steps": 3,
              "lora_r": 8, "gradient_checkpointing": True, "logging_steps": 1, "val_split": 0.25, "eval_steps": 3}
     resolved = resolve_config(None, flags=flags, flag_names={k: f"--{k}" for k in flags})
-    run_training(TrainRequest(resolved.flat(), resolved.sources, backend=backend, plain=True))
+    run_training(TrainRequest(resolved, backend=backend, plain=True))
     return out
 
 

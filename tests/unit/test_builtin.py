@@ -16,7 +16,7 @@ from lorawiz.builtin.tiny import MARKER, TINY_CONFIG, build_once, tiny_model_dir
 from lorawiz.builtin.triage import CATEGORIES, SYSTEM_PROMPT, triage_digest, triage_rows, write_triage
 from lorawiz.data.formats import validate_messages
 from lorawiz.errors import LorawizError
-from lorawiz.evaluate import classification_accuracy, tokenize_with_answer
+from lorawiz.eval.scoring import classification_accuracy, tokenize_with_answer
 
 # sha256 of json.dumps(train + validation rows, sort_keys=True), the same on Python 3.10-3.13 with any hash seed.
 # Update it (and re-check DEMO_SETTINGS with the demo) only when the dataset is changed on purpose.

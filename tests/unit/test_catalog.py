@@ -1,4 +1,4 @@
-"""Architecture facts of base models (lorawiz/catalog.py): published sizes, lookup, config.json reading, purity."""
+"""Architecture facts of base models (lorawiz/catalog.py; read by lorawiz/model_facts.py): sizes, lookup, purity."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from lorawiz.catalog import (
     catalog_names,
     facts_from_config,
     find_model,
-    load_model_facts,
 )
 from lorawiz.errors import LorawizError
+from lorawiz.model_facts import load_model_facts
 from tests.conftest import REPO
 
 EXACT = 0.0

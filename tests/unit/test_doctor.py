@@ -1,11 +1,28 @@
-"""`lorawiz doctor` checks (lorawiz/doctor.py) on this CPU machine, and against a GPU profile it does not have."""
+"""`lorawiz doctor` checks (lorawiz/doctor.py) against hardware profiles this machine does not have, with the torch
+build faked too, so they pass the same on a machine with a CPU or a CUDA torch."""
 
 from __future__ import annotations
 
 import json
 
-from lorawiz.doctor import BROKEN, OK, WARNING, broken_required, report_json, run_checks
+import pytest
+
+from lorawiz import doctor
+from lorawiz.doctor import BROKEN, OK, WARNING, TorchFacts, broken_required, report_json, run_checks
 from lorawiz.hardware import HardwareProfile, parse_hardware_spec
+
+CPU_TORCH = TorchFacts("2.13.0+cpu", cuda=None, sees_gpu=False, device_count=0)
+
+
+@pytest.fixture(autouse=True)
+def torch_build(monkeypatch):
+    """The doctor sees a CPU-only torch unless a test installs another: torch_build(TorchFacts(...))."""
+
+    def install(facts: TorchFacts | None) -> None:
+        monkeypatch.setattr(doctor, "read_torch", lambda: facts)
+
+    install(CPU_TORCH)
+    return install
 
 
 def by_name(checks):
@@ -31,6 +48,23 @@ def test_a_gpu_machine_with_a_cpu_torch_is_broken_with_the_fix():
     assert "CPU-only build" in broken[0].detail and "pip install" in broken[0].fix
 
 
+def test_a_gpu_machine_with_a_cuda_torch_that_sees_it_passes_the_torch_check(torch_build):
+    torch_build(TorchFacts("2.13.0+cu128", cuda="12.8", sees_gpu=True, device_count=2))
+    checks, _ = run_checks(".", parse_hardware_spec("2xh100-80gb"))
+    found = by_name(checks)
+    assert found["torch build"].status == OK
+    assert found["torch build"].detail == "torch 2.13.0+cu128, CUDA 12.8 build, sees 2 GPU(s)"
+    assert not broken_required(checks)
+
+
+def test_a_cuda_torch_that_sees_no_gpu_points_at_the_driver(torch_build):
+    torch_build(TorchFacts("2.13.0+cu128", cuda="12.8", sees_gpu=False, device_count=0))
+    checks, _ = run_checks(".", parse_hardware_spec("h100-80gb"))
+    (broken,) = broken_required(checks)
+    assert broken.name == "torch build" and "torch sees no GPU" in broken.detail
+    assert broken.fix == "update the NVIDIA driver to one that supports CUDA 12.8"
+
+
 def test_json_carries_a_hardware_profile_that_plan_reads(tmp_path):
     checks, hardware = run_checks(".", parse_hardware_spec("2xa100-80gb"))
     report = report_json(checks, hardware)
@@ -39,7 +73,7 @@ def test_json_carries_a_hardware_profile_that_plan_reads(tmp_path):
     again = parse_hardware_spec(str(path))
     assert isinstance(again, HardwareProfile) and again.gpu_count == 2
     assert again.gpus[0].total_bytes == hardware.gpus[0].total_bytes
-    assert report["ok"] is False  # the CPU torch here cannot drive those GPUs
+    assert report["ok"] is False  # a CPU torch cannot drive those GPUs
 
 
 def test_token_is_never_printed(monkeypatch):

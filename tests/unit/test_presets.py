@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from lorawiz.config import resolve_config
+from lorawiz.config.resolve import resolve_config
 from lorawiz.errors import LorawizError
 from lorawiz.presets import SCENARIOS, find_presets, load_preset, preset_dirs, preset_info, preset_path
 from tests.conftest import REPO
@@ -29,7 +29,8 @@ def test_preset_loads_and_validates(name):
     layer = load_preset(name)
     assert not layer.problems, layer.problems
     resolved = resolve_config(preset=name)
-    assert all(resolved.sources[key] == f"preset {name}" for key in layer.values)
+    assert all(resolved.sources[key].label == f"preset {name}" and resolved.sources[key].kind == "preset"
+               for key in layer.values)
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -99,4 +100,4 @@ def test_env_var_folder_comes_first(tmp_path, monkeypatch):
 def test_a_yaml_path_works_as_a_preset(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("lora:\n  lora_r: 6\n")
-    assert resolve_config(preset=str(path)).sources["lora_r"] == "preset mine"
+    assert resolve_config(preset=str(path)).sources["lora_r"].label == "preset mine"

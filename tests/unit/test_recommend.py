@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from lorawiz.catalog import find_model
+from lorawiz.config.layers import Source
 from lorawiz.hardware import parse_hardware_spec
 from lorawiz.memory import GIB
 from lorawiz.presets import load_preset
-from lorawiz.recommend import MEMORY_BUDGET, DataFacts, recommend
+from lorawiz.recommend import MEMORY_BUDGET, Choice, DataFacts, recommend
 
 HARDWARE = ["cpu", "laptop-8gb", "t4", "rtx4090", "a100-40gb", "a100-80gb", "h100-80gb", "4xa100-80gb"]
 MODELS = ["meta-llama/Llama-3.2-1B", "meta-llama/Llama-3.1-8B", "Qwen/Qwen2.5-7B", "Qwen/Qwen2.5-14B"]
@@ -16,9 +17,28 @@ PRESETS = ["quick", "standard", "production", "memory", "time"]
 DATA = DataFacts(rows=20_000, mean_tokens=300, p95=700, p99=1000, max_tokens=3000, suggested_max_seq_length=1024)
 
 
-def preset_values(name: str) -> dict:
+def preset_values(name: str) -> dict[str, Choice]:
+    """The preset's values as the recommender receives them (lorawiz.planning.given_choices)."""
     layer = load_preset(name)
-    return dict(layer.values)
+    return {key: Choice(value, f"set by the preset {name}", layer.sources[key]) for key, value in layer.values.items()}
+
+
+def user(**values) -> dict[str, Choice]:
+    return {key: Choice(value, "your value", Source("flag", f"flag --{key}")) for key, value in values.items()}
+
+
+# Every case of the grid must fit except these, which are over the budget even in 4 bits at micro-batch 1: 7-14B
+# models on an 8 GB laptop, Qwen2.5-14B (its 152k-token vocabulary keeps 3 GB of 16-bit embeddings and head) on
+# a T4 unless the memory preset trades speed for it, and the time preset's runs without gradient checkpointing.
+LAPTOP_MISSES = {("laptop-8gb", m) for m in ("meta-llama/Llama-3.1-8B", "Qwen/Qwen2.5-7B", "Qwen/Qwen2.5-14B")}
+EXPECTED_NOT_TO_FIT = {
+    "quick": LAPTOP_MISSES,
+    "standard": LAPTOP_MISSES | {("t4", "Qwen/Qwen2.5-14B")},
+    "production": LAPTOP_MISSES | {("t4", "Qwen/Qwen2.5-14B")},
+    "memory": LAPTOP_MISSES,
+    "time": LAPTOP_MISSES | {("t4", "meta-llama/Llama-3.1-8B"), ("t4", "Qwen/Qwen2.5-7B"), ("t4", "Qwen/Qwen2.5-14B"),
+                             ("rtx4090", "Qwen/Qwen2.5-14B")},
+}
 
 
 @pytest.mark.parametrize("hardware", HARDWARE)
@@ -26,11 +46,13 @@ def preset_values(name: str) -> dict:
 @pytest.mark.parametrize("preset", PRESETS)
 def test_plans_fit_and_batch_is_in_range(hardware, model, preset):
     profile = parse_hardware_spec(hardware)
-    plan = recommend(profile, find_model(model), DATA, preset=preset_values(preset))
+    plan = recommend(profile, find_model(model), DATA, given=preset_values(preset))
+    assert plan.fits == ((hardware, model) not in EXPECTED_NOT_TO_FIT[preset]), (plan.memory.total / GIB,
+                                                                                plan.warnings)
     if profile.is_cpu_only:  # a CPU spec for another machine: RAM unknown, so the fit cannot be judged
         assert plan.fits and any("RAM is unknown" in w for w in plan.warnings)
         assert plan.value("bf16") is False
-        assert plan.value("load_in_4bit") is False or plan.values["load_in_4bit"].source.startswith("preset")
+        assert plan.value("load_in_4bit") is False or plan.values["load_in_4bit"].source.kind == "preset"
     elif plan.fits:
         assert plan.memory.total <= MEMORY_BUDGET * profile.smallest_gpu_free_bytes
     else:
@@ -38,7 +60,7 @@ def test_plans_fit_and_batch_is_in_range(hardware, model, preset):
     effective = (plan.value("per_device_train_batch_size") * plan.value("gradient_accumulation_steps")
                  * max(1, profile.gpu_count))
     assert 16 <= effective <= 64
-    assert plan.value("lora_alpha") == 2 * plan.value("lora_r") or plan.values["lora_alpha"].source != "recommender"
+    assert plan.value("lora_alpha") == 2 * plan.value("lora_r") or not plan.values["lora_alpha"].by_recommender
     for name, choice in plan.values.items():
         assert choice.reason, name
 
@@ -66,9 +88,9 @@ def test_cpu_plan():
 
 def test_user_values_win_and_the_fit_is_rechecked():
     plan = recommend(parse_hardware_spec("t4"), find_model("meta-llama/Llama-3.1-8B"), DATA,
-                     user={"per_device_train_batch_size": (64, "flag"), "load_in_4bit": (False, "file")})
+                     given=user(per_device_train_batch_size=64, load_in_4bit=False))
     assert plan.value("per_device_train_batch_size") == 64
-    assert plan.values["per_device_train_batch_size"].source == "flag"
+    assert plan.values["per_device_train_batch_size"].source.kind == "flag"
     assert not plan.fits and plan.warnings and "4 bits" in plan.alternative
 
 
@@ -101,5 +123,46 @@ def test_defaults_batch_rows_of_similar_length(hardware):
     assert plan.value("packing") is False and plan.value("group_by_length") is True
     assert "padding" in plan.values["group_by_length"].reason
     packed = recommend(parse_hardware_spec(hardware), find_model("meta-llama/Llama-3.2-1B"), DATA,
-                       preset=preset_values("time"))
+                       given=preset_values("time"))
     assert packed.value("packing") is True and packed.value("group_by_length") is False
+
+
+def test_max_steps_caps_the_steps_and_the_time():
+    big = DataFacts(rows=200_000, mean_tokens=300, p95=700, p99=1000, max_tokens=3000, suggested_max_seq_length=1024)
+    model, hw = find_model("meta-llama/Llama-3.2-1B"), parse_hardware_spec("h100-80gb")
+    free = recommend(hw, model, big)
+    capped = recommend(hw, model, big, given=preset_values("quick"), settings={"max_steps": 200})
+    assert free.steps > 200 and capped.steps == 200 and capped.time.steps == 200
+    assert capped.time.seconds < free.time.seconds
+    assert any("max_steps 200 ends the run first" in note for note in capped.notes)
+    small = recommend(hw, model, DataFacts(rows=300, mean_tokens=100, p95=200, p99=300, max_tokens=400,
+                                           suggested_max_seq_length=320), settings={"max_steps": 200})
+    assert small.steps < 200 and any("is not reached" in note for note in small.notes)
+
+
+def test_a_users_warmup_steps_is_what_the_plan_shows():
+    plan = recommend(parse_hardware_spec("t4"), find_model("meta-llama/Llama-3.2-1B"), DATA,
+                     given=user(warmup_steps=50))
+    assert plan.value("warmup_steps") == 50 and "warmup_ratio" not in plan.values
+
+
+@pytest.mark.parametrize(("given", "bf16", "fp16"), [({"fp16": True}, False, True), ({"bf16": True}, True, False),
+                                                     ({"bf16": False}, False, False)])
+def test_a_users_precision_turns_the_other_off(given, bf16, fp16):
+    plan = recommend(parse_hardware_spec("a100-80gb"), find_model("meta-llama/Llama-3.2-1B"), DATA, given=user(**given))
+    assert (plan.value("bf16"), plan.value("fp16")) == (bf16, fp16)
+
+
+def test_a_users_save_steps_gets_an_evaluation_schedule_that_divides_it():
+    plan = recommend(parse_hardware_spec("a100-80gb"), find_model("meta-llama/Llama-3.2-1B"), DATA,
+                     given=user(save_steps=50))
+    assert plan.value("save_steps") == 50 and 50 % plan.value("eval_steps") == 0
+    assert "divisor of save_steps 50" in plan.values["eval_steps"].reason
+
+
+def test_held_out_rows_are_not_counted_as_training_rows():
+    plan = recommend(parse_hardware_spec("a100-80gb"), find_model("meta-llama/Llama-3.2-1B"), DATA)
+    assert plan.train_rows == DATA.rows - DATA.rows // 10
+    with_val = recommend(parse_hardware_spec("a100-80gb"), find_model("meta-llama/Llama-3.2-1B"), DATA,
+                         settings={"validation_file": "val.jsonl"})
+    assert with_val.train_rows == DATA.rows

@@ -26,7 +26,7 @@ class LoadedModel:
 class Backend(Protocol):
     name: str
 
-    def load(self, values: dict[str, Any]) -> LoadedModel:
+    def load(self, cfg: Any) -> LoadedModel:
         """Load the base model (quantised as configured) and tokenizer, and wrap the model with LoRA."""
         ...
 
@@ -35,10 +35,23 @@ class Backend(Protocol):
         ...
 
 
-def choose_backend(requested: str, hardware: Any, architecture: str) -> tuple[str, str]:
+def unsloth_cannot_take(cfg: Any) -> list[str]:
+    """Settings the unsloth backend cannot honour (its own NF4 quantisation, no DoRA), as `name = value`."""
+    model = cfg.model
+    found = [(name, value) for name, value, ok in (
+        ("use_dora", cfg.lora.use_dora, not cfg.lora.use_dora),
+        ("bnb_4bit_quant_type", model.bnb_4bit_quant_type, model.bnb_4bit_quant_type == "nf4"),
+        ("bnb_4bit_use_double_quant", model.bnb_4bit_use_double_quant, model.bnb_4bit_use_double_quant),
+        ("bnb_4bit_compute_dtype", model.bnb_4bit_compute_dtype, model.bnb_4bit_compute_dtype == "auto"),
+    ) if not ok]
+    return [f"{name} = {value}" for name, value in found]
+
+
+def choose_backend(requested: str, hardware: Any, architecture: str, cfg: Any) -> tuple[str, str]:
     """The backend to use and why."""
     if requested not in BACKENDS:
         raise LorawizError(f"--backend {requested}: unknown backend.", hint=f"Use one of: {', '.join(BACKENDS)}.")
+    untakable = unsloth_cannot_take(cfg)
     installed = importlib.util.find_spec("unsloth") is not None
     gpu_ok = not hardware.is_cpu_only and all(tuple(g.compute_capability) >= UNSLOTH_MIN_CAPABILITY
                                               for g in hardware.gpus)
@@ -48,24 +61,16 @@ def choose_backend(requested: str, hardware: Any, architecture: str) -> tuple[st
     if requested == "unsloth":
         missing = [why for ok, why in ((installed, "unsloth is not installed (pip install -e \".[unsloth]\")"),
                                        (gpu_ok, "it needs a CUDA GPU of compute capability 7.0 or newer"),
-                                       (arch_ok, f"it does not support the {architecture} architecture"))
+                                       (arch_ok, f"it does not support the {architecture} architecture"),
+                                       (not untakable, f"it cannot take {', '.join(untakable)}"))
                    if not ok]
         if missing:
             raise LorawizError(f"--backend unsloth cannot run here: {'; '.join(missing)}.",
                                hint="Use --backend hf (or auto).")
         return "unsloth", "asked for with --backend unsloth"
-    if installed and gpu_ok and arch_ok:
+    if installed and gpu_ok and arch_ok and not untakable:
         return "unsloth", "auto: unsloth is installed and supports this GPU and architecture"
     why = ("unsloth is not installed" if not installed else "no CUDA GPU of compute capability 7.0+" if not gpu_ok
-           else f"unsloth does not support {architecture}")
+           else f"unsloth does not support {architecture}" if not arch_ok
+           else f"unsloth cannot take {', '.join(untakable)}")
     return "hf", f"auto: {why}, so transformers + peft + TRL"
-
-
-def get_backend(name: str) -> Backend:
-    if name == "unsloth":
-        from lorawiz.train.backends.unsloth import UnslothBackend  # must come before transformers is imported
-
-        return UnslothBackend()
-    from lorawiz.train.backends.hf import HFBackend
-
-    return HFBackend()

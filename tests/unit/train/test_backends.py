@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from lorawiz.errors import LorawizError
+from lorawiz.config.resolve import resolve_config
+from lorawiz.errors import LorawizError, ProblemsError
 from lorawiz.hardware import parse_hardware_spec
 from lorawiz.train.backends import base
+
+CFG = resolve_config().config
 
 
 @pytest.fixture
@@ -17,29 +20,31 @@ def unsloth_installed(monkeypatch):
 
 
 def test_auto_takes_hf_without_unsloth():
-    name, why = base.choose_backend("auto", parse_hardware_spec("h100-80gb"), "llama")
+    name, why = base.choose_backend("auto", parse_hardware_spec("h100-80gb"), "llama", CFG)
     assert name == "hf" and "not installed" in why
 
 
 def test_auto_takes_unsloth_where_it_runs(unsloth_installed):
-    assert base.choose_backend("auto", parse_hardware_spec("a100-80gb"), "qwen2")[0] == "unsloth"
-    assert base.choose_backend("auto", parse_hardware_spec("cpu"), "qwen2")[0] == "hf"
-    assert base.choose_backend("auto", parse_hardware_spec("a100-80gb"), "gpt_neox")[0] == "hf"
+    assert base.choose_backend("auto", parse_hardware_spec("a100-80gb"), "qwen2", CFG)[0] == "unsloth"
+    assert base.choose_backend("auto", parse_hardware_spec("cpu"), "qwen2", CFG)[0] == "hf"
+    assert base.choose_backend("auto", parse_hardware_spec("a100-80gb"), "gpt_neox", CFG)[0] == "hf"
 
 
 def test_asking_for_unsloth_where_it_cannot_run_says_why():
     with pytest.raises(LorawizError, match="not installed.*CUDA GPU"):
-        base.choose_backend("unsloth", parse_hardware_spec("cpu"), "llama")
+        base.choose_backend("unsloth", parse_hardware_spec("cpu"), "llama", CFG)
     with pytest.raises(LorawizError, match="unknown backend"):
-        base.choose_backend("fast", parse_hardware_spec("cpu"), "llama")
+        base.choose_backend("fast", parse_hardware_spec("cpu"), "llama", CFG)
 
 
-@pytest.mark.parametrize(("group", "packing", "strategy"), [
-    (True, False, "group_by_length"), (False, False, "random"), (True, True, "random"), (None, False, "random"),
-])
-def test_group_by_length_reaches_the_trainer(tmp_path, group, packing, strategy):
-    from lorawiz.train.runner import training_args
+def test_unsloth_is_never_given_settings_it_cannot_take(unsloth_installed):
+    dora = resolve_config(set_items=["use_dora=true"]).config
+    name, why = base.choose_backend("auto", parse_hardware_spec("a100-80gb"), "qwen2", dora)
+    assert name == "hf" and "use_dora = True" in why
+    with pytest.raises(LorawizError, match="cannot take use_dora = True"):
+        base.choose_backend("unsloth", parse_hardware_spec("a100-80gb"), "qwen2", dora)
 
-    values = {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "learning_rate": 1e-4,
-              "max_seq_length": 128, "group_by_length": group, "packing": packing}
-    assert training_args(values, tmp_path, on_gpu=False).train_sampling_strategy == strategy
+
+def test_packing_and_length_grouping_together_are_refused():
+    with pytest.raises(ProblemsError, match="packing and group_by_length are both true"):
+        resolve_config(set_items=["packing=true", "group_by_length=true"])

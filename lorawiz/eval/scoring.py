@@ -2,7 +2,7 @@
 
 For label scoring each category's answer is scored after the prompt (the chat template with
 add_generation_prompt=True) and the most likely one is the prediction: no sampling involved; `lorawiz demo`
-measures before and after training with it. `lorawiz eval` (lorawiz.compare) uses the loss and generation here.
+measures before and after training with it. `lorawiz eval` (lorawiz.eval.run) uses the loss and generation here.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lorawiz.data.masking import IGNORE_INDEX, tokenize_rows
+from lorawiz.data.rows import split_answer
 from lorawiz.errors import LorawizError
-from lorawiz.metrics import perplexity
+from lorawiz.eval.metrics import perplexity
 
 # Tokens a batch of the loss pass may hold: with a 128k vocabulary the logits of 8k tokens take 2 GiB in bf16.
 LOSS_BATCH_TOKENS = 8192
@@ -46,15 +48,6 @@ def tokenize_with_answer(tokenizer: Any, prompt: Sequence[Mapping[str, Any]],
     special = set(tokenizer.all_special_ids)
     end = next((i + 1 for i in range(start, len(ids)) if ids[i] in special), len(ids))
     return ids, start, end
-
-
-def split_answer(row: Mapping[str, Any], where: str = "row") -> tuple[list[Mapping[str, Any]], str]:
-    """The prompt turns of a canonical chat row and its final assistant answer."""
-    messages = row.get("messages") if isinstance(row, Mapping) else None
-    if not messages or messages[-1].get("role") != "assistant":
-        raise LorawizError(f'{where}: "messages" must end with an assistant turn holding the label.',
-                           hint="Give canonical chat rows (lorawiz format converts other shapes).")
-    return list(messages[:-1]), str(messages[-1].get("content", "")).strip()
 
 
 def score_answers(model: Any, tokenizer: Any, prompts: Sequence[Sequence[Mapping[str, Any]]],
@@ -169,8 +162,6 @@ def mean_loss(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], max
     perplexity of general text). The mean is over tokens, not over batches, so it does not depend on batching.
     """
     import torch
-
-    from lorawiz.train.dataset import IGNORE_INDEX, tokenize_rows
 
     data = tokenize_rows(tokenizer, rows, max_seq_length, assistant_only)
     if not data.examples:

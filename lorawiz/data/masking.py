@@ -1,4 +1,4 @@
-"""Training examples: canonical rows -> token ids and labels, with the loss on the assistant's answers only.
+"""Chat-template masking: canonical rows -> token ids and labels, with the loss on the assistant's answers only.
 
 The mask comes from rendering each conversation with the model's chat template twice per assistant turn: the
 conversation up to the turn with the generation prompt, and up to the end of the turn. The characters between
@@ -10,17 +10,11 @@ rewrites earlier turns (so the prefixes do not line up) falls back to finding th
 from __future__ import annotations
 
 import bisect
-import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from lorawiz.builtin.tokenizer import CHATML_TEMPLATE
-from lorawiz.data.convert import BadRows, iter_canonical, resolve_shape
-from lorawiz.data.dedupe import DuplicateFinder
-from lorawiz.data.formats import ConvertOptions, RowProblem
-from lorawiz.errors import LorawizError
 
 IGNORE_INDEX = -100  # labels the loss skips (PyTorch cross_entropy's ignore_index)
 BATCH_ROWS = 512
@@ -34,52 +28,6 @@ class TokenizedData:
     dropped: int = 0  # rows with no trained token left after truncation
     trained_tokens: int = 0
     total_tokens: int = 0
-
-
-def read_rows(path: str | Path, opts: ConvertOptions | None = None, stopped: str = "training did not start"
-              ) -> list[dict[str, Any]]:
-    """Every row of a data file in canonical form; any bad row fails with line numbers (as `lorawiz format`).
-
-    `stopped` says in the error what did not happen because of the bad rows.
-    """
-    path = Path(path)
-    opts = opts or ConvertOptions()
-    shape, _ = resolve_shape(path, opts)
-    rows, bad = [], BadRows()
-    for line, row in iter_canonical(path, shape, opts):
-        if isinstance(row, RowProblem):
-            bad.note(line, row.kind)
-        else:
-            rows.append(row)
-    bad.raise_if_any(path, stopped, hint=f"Clean it first: lorawiz format {path} -o clean.jsonl "
-                                                          "--skip-bad")
-    if not rows:
-        raise LorawizError(f"{path} has no rows.", hint="Check the file.")
-    return rows
-
-
-def holdout_split(rows: Sequence[Mapping[str, Any]], ratio: float, seed: int) -> tuple[list, list]:
-    """A deterministic validation share, with rows equal up to case and whitespace kept on one side."""
-    finder = DuplicateFinder()
-    groups: dict[int, list[int]] = {}
-    for index, row in enumerate(rows):
-        group, _ = finder.add(row)
-        groups.setdefault(group, []).append(index)
-    order = list(groups)
-    random.Random(seed).shuffle(order)
-    target = max(1, round(len(rows) * ratio))
-    val_idx: set[int] = set()
-    for group in order:
-        if len(val_idx) >= target:
-            break
-        if len(val_idx) + len(groups[group]) <= target:
-            val_idx.update(groups[group])
-    if len(val_idx) >= len(rows):
-        raise LorawizError(f"{len(rows)} rows are too few to hold out a validation share.",
-                           hint="Add rows, give --val-data, or set val_split=0 to train without evaluation.")
-    train = [row for i, row in enumerate(rows) if i not in val_idx]
-    val = [row for i, row in enumerate(rows) if i in val_idx]
-    return train, val
 
 
 def ensure_chat_template(tokenizer: Any) -> bool:

@@ -1,4 +1,4 @@
-"""lorawiz.metrics: label extraction, and classification metrics checked by hand and against scikit-learn."""
+"""lorawiz.eval.metrics: label extraction, and classification metrics checked by hand and against scikit-learn."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from lorawiz.metrics import NO_LABEL, classification_report, extract_label, normalise, perplexity, relative_change
+from lorawiz.eval.metrics import NO_LABEL, classification_report, extract_label, normalise, perplexity, relative_change
 
 LABELS = ["fire", "flood", "medical"]
 

@@ -1,4 +1,4 @@
-"""Config loading, layering, provenance and validation (lorawiz/config.py)."""
+"""Config loading, layering, provenance and validation (lorawiz/config/)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lorawiz.config import (
-    KNOBS,
-    SECTION_OF,
-    SECTIONS,
-    knob_help,
-    parse_set_items,
-    read_config_file,
-    resolve_config,
-)
+from lorawiz.config.files import read_config_file
+from lorawiz.config.layers import parse_set_items
+from lorawiz.config.resolve import resolve_config
+from lorawiz.config.schema import KNOBS, SECTION_OF, SECTIONS, knob_help
 from lorawiz.errors import LorawizError, ProblemsError
 
 # A flat config in the style of `accelerate launch train.py --config_file configs/default.json` pipelines:
@@ -102,7 +97,7 @@ def test_flat_json_in_config_file_style_loads_unchanged(tmp_path):
     for key, value in FLAT_DEFAULT_JSON.items():
         expected = ["tensorboard"] if key == "report_to" else value
         assert flat[key] == expected, key
-        assert resolved.sources[key] == f"file {path}"
+        assert resolved.sources[key].label == f"file {path}" and resolved.sources[key].kind == "file"
     assert resolved.config.lora.lora_r == 32
     assert resolved.config.training.learning_rate == pytest.approx(2e-4)
 
@@ -138,7 +133,7 @@ def test_precedence_defaults_preset_file_set_flags(tmp_path):
         flags={"seed": 13},
         flag_names={"seed": "--seed"},
     )
-    cfg, src = resolved.config, resolved.sources
+    cfg, src = resolved.config, {name: source.label for name, source in resolved.sources.items()}
     assert (cfg.training.weight_decay, src["weight_decay"]) == (0.0, "preset default")
     assert (cfg.training.max_grad_norm, src["max_grad_norm"]) == (0.3, "preset default")
     assert (cfg.lora.lora_dropout, src["lora_dropout"]) == (0.05, "preset default")
@@ -154,7 +149,7 @@ def test_a_later_layer_replaces_an_exclusive_partner(tmp_path):
     resolved = resolve_config(path, preset="default")
     assert resolved.config.training.warmup_ratio == pytest.approx(0.05)
     assert resolved.config.training.warmup_steps is None
-    assert "cleared by warmup_ratio" in resolved.sources["warmup_steps"]
+    assert "cleared by warmup_ratio" in resolved.sources["warmup_steps"].label
     flags = resolve_config(preset="default", flags={"load_in_8bit": True})
     assert flags.config.model.load_in_8bit and not flags.config.model.load_in_4bit
 
@@ -234,7 +229,7 @@ def test_defaults_follow_the_users_choices_instead_of_conflicting(tmp_path):
     assert cfg.logging.eval_strategy == "no"
     assert cfg.logging.load_best_model_at_end is False
     assert cfg.training.early_stopping_patience == 0
-    assert resolved.sources["eval_strategy"] == "default (no validation data)"
+    assert resolved.sources["eval_strategy"].label == "default (no validation data)"
     epoch = resolve_config(write(tmp_path, "b.yaml", "eval_strategy: epoch\n")).config
     assert epoch.logging.save_strategy == "epoch"
     assert resolve_config().config.logging.greater_is_better is False
@@ -291,7 +286,7 @@ def test_set_item_without_equals_is_reported():
 
 def test_read_config_file_keeps_line_numbers(tmp_path):
     layer = read_config_file(write(tmp_path, "x.yaml", "# comment\nlora:\n  lora_r: 4\n"))
-    assert layer.where["lora_r"].endswith("x.yaml line 3")
+    assert layer.sources["lora_r"].where.endswith("x.yaml line 3")
 
 
 # --- property-based: whatever a user writes, the reader answers with a config or a clean error --------------

@@ -1,10 +1,10 @@
-"""Training examples (lorawiz/train/dataset.py): the loss covers the assistant's answers and nothing else."""
+"""Chat-template masking (lorawiz/data/masking.py): the loss covers the assistant's answers and nothing else."""
 
 from __future__ import annotations
 
 import pytest
 
-from lorawiz.train.dataset import IGNORE_INDEX, holdout_split, show_example, tokenize_rows
+from lorawiz.data.masking import IGNORE_INDEX, show_example, tokenize_rows
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +48,3 @@ def test_truncation_is_counted_and_rows_without_answer_tokens_are_dropped(tokeni
 def test_plain_text_rows_are_trained_whole(tokenizer):
     example = tokenize_rows(tokenizer, [{"text": "the river is rising"}], 64).examples[0]
     assert IGNORE_INDEX not in example["labels"]
-
-
-def test_holdout_split_is_deterministic_and_keeps_duplicates_together():
-    rows = [{"messages": [{"role": "user", "content": f"q{i % 40}"}, {"role": "assistant", "content": "a"}]}
-            for i in range(100)]
-    train, val = holdout_split(rows, 0.2, seed=3)
-    assert (train, val) == holdout_split(rows, 0.2, seed=3)
-    assert len(train) + len(val) == 100 and 0 < len(val) <= 20
-    assert not {r["messages"][0]["content"] for r in train} & {r["messages"][0]["content"] for r in val}

@@ -1,4 +1,6 @@
-"""What `merge`, `eval` and `chat` take as TARGET: an adapter folder (with its base), a merged model, or a hub id."""
+"""Loading the model that `eval`, `merge`, `chat` and `demo` run, and its tokenizer: TARGET is an adapter folder
+(with its base), a merged model or a hub id. Also the one dtype map, and the dtype and device each command runs in.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ from typing import Any
 
 from lorawiz.errors import LorawizError
 
-DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+# Short names (--dtype, precision) and torch's own names (the config's bnb_4bit_compute_dtype) -> torch attribute.
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32",
+          "bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
 
 
 @dataclass
@@ -45,28 +49,25 @@ def describe_target(target: str, base: str | None = None) -> Target:
 
 
 def torch_dtype(name: str) -> Any:
+    """The torch dtype for bf16 / fp16 / fp32 (or bfloat16 / float16 / float32); "auto" stays "auto" (the
+    checkpoint's own dtype, as transformers reads it)."""
+    if name == "auto":
+        return "auto"
+    if name not in DTYPES:
+        raise LorawizError(f"--dtype {name}: unknown.", hint="Use one of: bf16, fp16, fp32.")
     import torch
 
-    if name not in DTYPES:
-        raise LorawizError(f"--dtype {name}: unknown.", hint=f"Use one of: {', '.join(DTYPES)}.")
     return getattr(torch, DTYPES[name])
 
 
 def load_tokenizer_for(target: Target) -> Any:
-    """The adapter's own tokenizer when it saved one (lorawiz train does), else the model's."""
-    from transformers import AutoTokenizer
-
-    from lorawiz.hub import hub_reachable
-    from lorawiz.train.dataset import ensure_chat_template
+    """The adapter's own tokenizer when it saved one (lorawiz train does), else the model's; with a chat template
+    (ChatML when it has none) and a pad token."""
+    from lorawiz.data.masking import ensure_chat_template
+    from lorawiz.data.tokens import load_tokenizer
 
     source = target.path if (Path(target.path) / "tokenizer_config.json").is_file() else (target.base or target.path)
-    offline = not Path(source).expanduser().exists() and not hub_reachable()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **({"local_files_only": True} if offline else {}))
-    except (OSError, ValueError) as exc:
-        where = " (the Hub is unreachable from here, and it is not in the local cache)" if offline else ""
-        raise LorawizError(f"cannot load the tokenizer of {source}{where}.",
-                           hint="Give a local model folder, or a hub id where the Hub is reachable.") from exc
+    tokenizer = load_tokenizer(source)
     ensure_chat_template(tokenizer)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -103,3 +104,21 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def eval_dtype_and_device() -> tuple[str, str]:
+    """`lorawiz eval`: bf16 on a GPU, fp16 on older GPUs without bf16, fp32 on the CPU."""
+    import torch
+
+    device = default_device()
+    if device == "cuda":
+        return ("bf16" if torch.cuda.is_bf16_supported() else "fp16"), device
+    return "fp32", device  # CPU kernels for 16-bit are slow, and fp32 is exact
+
+
+def chat_dtype_and_device() -> tuple[str, str]:
+    """`lorawiz chat`: bf16 on a GPU that has it, else fp32 (older GPUs and the CPU)."""
+    import torch
+
+    device = default_device()
+    return ("bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"), device

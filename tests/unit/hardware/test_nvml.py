@@ -1,33 +1,20 @@
-"""Hardware profiles (lorawiz/hardware.py): NVML is faked with a stand-in `pynvml` module, since this machine has
-no GPU; everything else (spec table, JSON files, CUDA_VISIBLE_DEVICES rules) runs for real."""
+"""Probing this machine and sampling it during a run (lorawiz/hardware/nvml.py): NVML is faked with a stand-in
+`pynvml` module, since this machine has no GPU; the CUDA_VISIBLE_DEVICES rules and psutil run for real."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import types
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import pytest
 
-from lorawiz.errors import LorawizError
-from lorawiz.hardware import (
-    GPU_SPECS,
-    HARDWARE_NAMES,
-    GpuInfo,
-    HardwareProfile,
-    MiB,
-    describe,
-    parse_hardware_spec,
-    probe,
-)
+from lorawiz.hardware.nvml import ResourceSampler, probe
+from lorawiz.hardware.profile import GiB, MiB, describe
 from tests.conftest import REPO
-
-H100_TOTAL = 81559 * MiB
-A100_TOTAL = 40960 * MiB
-H100_UUID = "GPU-1a2b3c4d-0000-1111-2222-333344445555"
-A100_UUID = "GPU-9f8e7d6c-aaaa-bbbb-cccc-ddddeeeeffff"
+from tests.unit.hardware.conftest import A100_TOTAL, A100_UUID, H100_TOTAL, H100_UUID
 
 
 class FakeNVMLError(Exception):
@@ -176,7 +163,6 @@ def test_probe_reads_two_gpus_with_driver_and_host_facts(nvml, tmp_path):
     assert (profile.driver_version, profile.cuda_driver_version) == ("550.54.15", "12.4")
     assert profile.source == "probe" and profile.notes == []
     assert profile.gpu_count == 2 and profile.supports_bf16 and not profile.is_cpu_only
-    assert profile.smallest_gpu_total_bytes == A100_TOTAL
     assert profile.smallest_gpu_free_bytes == 40000 * MiB
     assert profile.cpu_cores >= 1 and profile.ram_bytes > 0 and profile.disk_free_bytes > 0
     assert fake.calls.count("nvmlShutdown") == 1
@@ -295,174 +281,63 @@ def test_driver_with_no_gpu_says_so(nvml):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The built-in spec table and --hardware
+# ResourceSampler
 
 
-@pytest.mark.parametrize("name", HARDWARE_NAMES)
-def test_every_table_name_parses(name):
-    profile = parse_hardware_spec(name)
-    assert profile.source == f"spec:{name}"
-    # Host facts belong to the target machine and are unknown for a spec.
-    assert (profile.cpu_cores, profile.ram_bytes, profile.disk_free_bytes, profile.driver_version) == (None,) * 4
-    if name == "cpu":
-        assert profile.is_cpu_only
-        return
-    spec = GPU_SPECS[name]
-    (gpu,) = profile.gpus
-    assert gpu.total_bytes == gpu.free_bytes == spec.total_mib * MiB  # free = total: the estimator adds the context
-    assert gpu.compute_capability == spec.compute_capability
-    assert gpu.peak_tflops_bf16 > 0 and gpu.memory_bandwidth_gbs > 0
-    assert parse_hardware_spec(name.upper()).gpus == profile.gpus  # names are case-insensitive
+def test_resource_sampler_without_gpu_reads_process_and_system_memory(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml -> ImportError, as on a machine without it
+    now = [100.0]
+    sampler = ResourceSampler(clock=lambda: now[0])
+    first = sampler.sample()
+    assert len(first) == 1 and first[0]["kind"] == "cpu"
+    assert first[0]["rss_bytes"] > 0 and 0 < first[0]["ram_used_bytes"] <= first[0]["ram_total_bytes"]
+    now[0] += 1.0
+    assert sampler.sample() is first  # cached for 2 s
+    now[0] += 2.0
+    assert sampler.sample() is not first
 
 
-@pytest.mark.parametrize(
-    ("name", "gib", "capability", "bf16"),
-    [
-        ("t4", 15.0, (7, 5), False),
-        ("a10g", 22.5, (8, 6), True),
-        ("l4", 22.5, (8, 9), True),
-        ("rtx3090", 24.0, (8, 6), True),
-        ("rtx4090", 24.0, (8, 9), True),
-        ("a100-40gb", 40.0, (8, 0), True),
-        ("a100-80gb", 80.0, (8, 0), True),
-        ("h100-80gb", 79.6, (9, 0), True),
-        ("h200", 140.4, (9, 0), True),
-        ("laptop-8gb", 8.0, (8, 9), True),
-    ],
-)
-def test_table_figures(name, gib, capability, bf16):
-    profile = parse_hardware_spec(name)
-    assert round(profile.gpus[0].total_bytes / 1024**3, 1) == gib
-    assert profile.gpus[0].compute_capability == capability and profile.supports_bf16 is bf16
+def test_resource_sampler_on_this_machine_never_raises():
+    readings = ResourceSampler().sample()
+    assert readings and all(item["kind"] in ("gpu", "cpu") for item in readings)
 
 
-def test_t4_throughput_is_its_fp16_figure():
-    assert parse_hardware_spec("t4").gpus[0].peak_tflops_bf16 == 65.0
+def fake_nvml(*gpus: dict) -> types.ModuleType:
+    def utilization(gpu):
+        if gpu["util"] is None:
+            raise FakeNVMLError(3, "Not Supported")
+        return SimpleNamespace(gpu=gpu["util"], memory=0)
+
+    def no_mig(gpu):
+        raise FakeNVMLError(3, "Not Supported")
+
+    module = types.ModuleType("pynvml")
+    module.NVMLError = FakeNVMLError
+    module.nvmlInit = lambda: None
+    module.nvmlShutdown = lambda: None
+    module.nvmlDeviceGetCount = lambda: len(gpus)
+    module.nvmlDeviceGetHandleByIndex = lambda index: gpus[index]
+    module.nvmlDeviceGetName = lambda gpu: gpu["name"]
+    module.nvmlDeviceGetUUID = lambda gpu: gpu["uuid"]
+    module.nvmlDeviceGetMemoryInfo = lambda gpu: SimpleNamespace(total=gpu["total"], free=gpu["free"])
+    module.nvmlDeviceGetCudaComputeCapability = lambda gpu: (9, 0)
+    module.nvmlDeviceGetMigMode = no_mig
+    module.nvmlDeviceGetUtilizationRates = utilization
+    return module
 
 
-@pytest.mark.parametrize("spec", ["4xa100-80gb", "4x a100-80gb", "4 X A100-80GB", "4\u00d7a100-80gb"])
-def test_count_prefix(spec):
-    profile = parse_hardware_spec(spec)
-    assert profile.gpu_count == 4 and profile.source == "spec:4xa100-80gb"
-    assert [gpu.index for gpu in profile.gpus] == [0, 1, 2, 3]
-    assert describe(profile)[1] == ("GPU 0-3: 4 x NVIDIA A100-SXM4-80GB, 80.0 GiB total, 80.0 GiB free, "
-                                    "compute 8.0, bf16")
-
-
-@pytest.mark.parametrize(
-    ("alias", "source"),
-    [("H100", "spec:h100-80gb"), ("RTX 4090", "spec:rtx4090"), ("nvidia_l4", "spec:l4"), ("laptop", "spec:laptop-8gb")],
-)
-def test_aliases(alias, source):
-    assert parse_hardware_spec(alias).source == source
-
-
-def test_bare_a100_takes_the_smaller_card_and_says_so():
-    profile = parse_hardware_spec("a100")
-    assert profile.source == "spec:a100-40gb"
-    assert any("a100-80gb" in note for note in profile.notes)
-
-
-def test_unknown_name_suggests_the_closest():
-    with pytest.raises(LorawizError) as caught:
-        parse_hardware_spec("a100-90gb")
-    assert caught.value.message == '--hardware "a100-90gb": unknown hardware name.'
-    assert caught.value.hint.startswith('Did you mean "a100-80gb"?')
-    assert "h200" in caught.value.hint and "laptop-8gb" in caught.value.hint
-
-
-def test_unknown_name_with_count_keeps_the_count_in_the_suggestion():
-    with pytest.raises(LorawizError, match="unknown hardware name") as caught:
-        parse_hardware_spec("8xh1000")
-    assert 'Did you mean "8xh100-80gb"?' in caught.value.hint
-
-
-@pytest.mark.parametrize("spec", ["0xh100", "65xh100"])
-def test_count_out_of_range(spec):
-    with pytest.raises(LorawizError, match="the GPU count must be 1 to 64"):
-        parse_hardware_spec(spec)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# JSON profiles
-
-
-def probed_profile() -> HardwareProfile:
-    gpus = [GpuInfo(0, "NVIDIA H100 80GB HBM3", H100_UUID, H100_TOTAL, 80000 * MiB, (9, 0), 989.4, 3350.0),
-            GpuInfo(1, "Some Future GPU", "GPU-77", 96 * 1024 * MiB, 95 * 1024 * MiB, (10, 0))]
-    return HardwareProfile(gpus, "560.28.03", "12.6", 32, 256 * 1024 * MiB, 900 * 1024 * MiB, "probe", ["a note"])
-
-
-@pytest.mark.parametrize("wrapped", [False, True])
-def test_json_round_trip_through_a_file(tmp_path, wrapped):
-    original = probed_profile()
-    data = {"hardware": original.to_dict(), "lorawiz": "0.1"} if wrapped else original.to_dict()
-    path = tmp_path / "box.json"
-    path.write_text(json.dumps(data), encoding="utf-8")
-
-    loaded = parse_hardware_spec(str(path))
-    assert loaded.gpus == original.gpus
-    assert (loaded.driver_version, loaded.cuda_driver_version, loaded.cpu_cores) == ("560.28.03", "12.6", 32)
-    assert (loaded.ram_bytes, loaded.disk_free_bytes, loaded.notes) == (original.ram_bytes, original.disk_free_bytes,
-                                                                        ["a note"])
-    assert loaded.source == f"file:{path}"
-    assert describe(loaded)[0] == f"hardware read from {path}"
-
-
-def test_spec_profile_round_trips_through_to_dict():
-    profile = parse_hardware_spec("2xh200")
-    assert HardwareProfile.from_dict(json.loads(json.dumps(profile.to_dict()))) == profile
-
-
-def test_hand_written_file_may_give_total_only_and_capability_as_text(tmp_path):
-    path = tmp_path / "rig.json"
-    path.write_text(json.dumps({"gpus": [{"name": "My GPU", "total_bytes": 1024, "compute_capability": "8.6"}]}))
-    (gpu,) = parse_hardware_spec(str(path)).gpus
-    assert (gpu.index, gpu.free_bytes, gpu.compute_capability, gpu.uuid) == (0, 1024, (8, 6), "")
-
-
-def test_broken_json_names_the_file_and_line(tmp_path):
-    path = tmp_path / "broken.json"
-    path.write_text('{\n  "gpus": [\n    {"name": "x",}\n  ]\n}\n', encoding="utf-8")
-    with pytest.raises(LorawizError) as caught:
-        parse_hardware_spec(str(path))
-    assert caught.value.message.startswith(f"{path} line 3: not valid JSON")
-    assert "doctor --json" in caught.value.hint
-
-
-def test_wrong_values_are_all_reported_with_their_place(tmp_path):
-    path = tmp_path / "wrong.json"
-    gpus = [{"name": "x", "total_bytes": "80GB", "compute_capability": [8]},
-            {"total_bytes": 1, "compute_capability": "9.0"}]
-    path.write_text(json.dumps({"gpus": gpus, "ram_bytes": -1}))
-    with pytest.raises(LorawizError) as caught:
-        parse_hardware_spec(str(path))
-    message = caught.value.message
-    assert message.startswith(f"{path}: 4 problems")
-    for fragment in ('gpus[0].total_bytes: must be a whole number >= 0 (got "80GB")',
-                     "gpus[0].compute_capability: must be like [8, 0]",
-                     "gpus[1].name: is missing",
-                     "ram_bytes: must be a whole number >= 0 (got -1)"):
-        assert fragment in message
-
-
-def test_json_that_is_not_an_object(tmp_path):
-    path = tmp_path / "list.json"
-    path.write_text("[1, 2]")
-    with pytest.raises(LorawizError, match=r'list\.json: expected a JSON object with a "gpus" list, not a list'):
-        parse_hardware_spec(str(path))
-
-
-def test_json_without_a_gpus_list_is_not_taken_for_a_cpu_machine(tmp_path):
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps({"lora_r": 16}))
-    with pytest.raises(LorawizError, match=r"config\.json: gpus: is missing \(write \[\] for a machine without GPUs\)"):
-        parse_hardware_spec(str(path))
-
-
-def test_missing_json_file_names_it(tmp_path):
-    with pytest.raises(LorawizError, match=r"nowhere\.json: no such hardware file"):
-        parse_hardware_spec(str(tmp_path / "nowhere.json"))
+def test_resource_sampler_reads_the_visible_gpus_through_nvml(monkeypatch):
+    gpus = [{"name": f"GPU{index}", "uuid": f"GPU-{index}000", "total": 80 * GiB, "free": (70 - index) * GiB,
+             "util": 90 if index else None} for index in range(3)]
+    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(*gpus))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,0")
+    readings = ResourceSampler().sample()
+    assert readings == [
+        {"kind": "gpu", "index": 2, "name": "GPU2", "used_bytes": 12 * GiB, "total_bytes": 80 * GiB,
+         "util_percent": 90},
+        {"kind": "gpu", "index": 0, "name": "GPU0", "used_bytes": 10 * GiB, "total_bytes": 80 * GiB,
+         "util_percent": None},
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The run monitor, dashboard, plain lines and training callbacks, on a real Trainer with a one-weight model."""
+"""The run monitor and the training callbacks, on a real Trainer with a one-weight model."""
 
 from __future__ import annotations
 
@@ -8,29 +8,18 @@ import math
 import os
 import re
 import signal
-import sys
-import types
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 from rich.console import Console
-from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import Trainer, TrainerControl, TrainerState, TrainingArguments
 
+from lorawiz.libraries import quiet_libraries
 from lorawiz.train import callbacks as callbacks_module
 from lorawiz.train.callbacks import EarlyStopping, FaultInjection, NonFiniteLossGuard, parse_fault
-from lorawiz.train.monitor import (
-    EarlyStoppingState,
-    GiB,
-    ResourceSampler,
-    RunState,
-    TrainMonitor,
-    plain_eval_line,
-    plain_line,
-    render_dashboard,
-)
-from lorawiz.train.quiet import quiet_libraries
+from lorawiz.train.monitor import TrainMonitor
 
 
 class Scale(torch.nn.Module):
@@ -274,131 +263,7 @@ def test_fault_from_env(monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Plain lines and the dashboard
-
-
-def busy_state(resources: list[dict] | None = None) -> RunState:
-    return RunState(
-        model_name="Qwen2.5-0.5B", backend="hf", output_dir="/runs/demo", status="training", step=120,
-        max_steps=1000, epoch=0.36, num_epochs=3, elapsed_seconds=102.0, eta_seconds=754.0,
-        train_losses=[(step, 2.0 - step / 100) for step in range(81, 120)] + [(120, 1.2345)],
-        eval_losses=[(40, 1.5), (80, 1.1), (120, 1.2)], learning_rate=2e-4, grad_norm=0.53, tokens_per_s=1234.4,
-        tokens_seen=1_234_567,
-        resources=resources if resources is not None else [
-            {"kind": "gpu", "index": 0, "name": "NVIDIA H100 80GB HBM3", "used_bytes": int(10.2 * GiB),
-             "total_bytes": int(79.6 * GiB), "util_percent": 97}],
-        early_stopping=EarlyStoppingState(patience=3, threshold=0.001, best=1.1, best_step=80,
-                                          evals_without_improvement=1),
-        messages=["out of memory: halving micro-batch to 2"])
-
-
-def test_plain_line_and_eval_line():
-    state = busy_state()
-    assert plain_line(state) == ("step 120/1000 (12.0%) epoch 0.36 loss 1.2345 lr 2.00e-04 grad 0.53 tok/s 1,234 "
-                                 "mem 10.2/79.6GiB eta 0:12:34")
-    assert plain_eval_line(state) == "eval step 120 eval_loss 1.2000 (best 1.1000 at 80)"
-    assert plain_line(RunState()) == "step 0 epoch 0.00"
-    cpu = busy_state([{"kind": "cpu", "rss_bytes": int(1.5 * GiB), "ram_used_bytes": 4 * GiB,
-                       "ram_total_bytes": 16 * GiB, "cpu_percent": 50.0}])
-    cpu.train_losses.append((121, float("nan")))
-    assert " loss nan " in plain_line(cpu) and " rss 1.5GiB " in plain_line(cpu)
-
-
-def render_text(state: RunState, width: int) -> str:
-    console = Console(record=True, width=width, file=io.StringIO())
-    console.print(render_dashboard(state))
-    return console.export_text()
-
-
-@pytest.mark.parametrize("width", [80, 120])
-def test_dashboard_shows_progress_losses_resources_and_output(width):
-    text = render_text(busy_state(), width)
-    for expected in ("lorawiz train · Qwen2.5-0.5B · hf", "training", "12.0%", "eta 0:12:34", "120/1000",
-                     "epoch 0.36/3", "1.2345", "1.2000", "best 1.1000 at step 80", "lr 2.00e-04", "grad norm 0.53",
-                     "1,234 tokens/s", "1.2M tokens seen", "GPU 0", "10.2/79.6 GiB", "util 97%",
-                     "1/3 evaluations without a 0.10% improvement", "/runs/demo", "halving micro-batch to 2"):
-        assert expected in text, expected
-    assert "▁" in text and "█" in text  # the loss sparkline spans the scale
-    assert max(len(line) for line in text.splitlines()) <= width
-
-
-@pytest.mark.parametrize("width", [80, 120])
-def test_dashboard_renders_a_cpu_run_a_fresh_state_and_a_nan_loss(width):
-    state = busy_state([{"kind": "cpu", "rss_bytes": 2 * GiB, "ram_used_bytes": 6 * GiB,
-                         "ram_total_bytes": 16 * GiB, "cpu_percent": 180.0}])
-    state.train_losses.append((121, float("nan")))
-    state.early_stopping = EarlyStoppingState(patience=2, threshold=0.0, best=1.1, best_step=80,
-                                              evals_without_improvement=2, triggered=True,
-                                              kept_checkpoint="/runs/demo/checkpoint-80")
-    text = render_text(state, width)
-    assert "process 2.0 GiB" in text and "system 6.0/16.0 GiB" in text and "CPU 180%" in text
-    assert "!" in text  # the NaN loss in the sparkline
-    assert "2/2 evaluations without improvement" in text and "keeping" in text and "checkpoint-80" in text
-    assert "waiting for the first step" in render_text(RunState(output_dir="/runs/new"), width)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Resources, files, library settings
-
-
-def test_resource_sampler_without_gpu_reads_process_and_system_memory(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml -> ImportError, as on a machine without it
-    now = [100.0]
-    sampler = ResourceSampler(clock=lambda: now[0])
-    first = sampler.sample()
-    assert len(first) == 1 and first[0]["kind"] == "cpu"
-    assert first[0]["rss_bytes"] > 0 and 0 < first[0]["ram_used_bytes"] <= first[0]["ram_total_bytes"]
-    now[0] += 1.0
-    assert sampler.sample() is first  # cached for 2 s
-    now[0] += 2.0
-    assert sampler.sample() is not first
-
-
-def test_resource_sampler_on_this_machine_never_raises():
-    readings = ResourceSampler().sample()
-    assert readings and all(item["kind"] in ("gpu", "cpu") for item in readings)
-
-
-class FakeNVMLError(Exception):
-    pass
-
-
-def fake_nvml(*gpus: dict) -> types.ModuleType:
-    def utilization(gpu):
-        if gpu["util"] is None:
-            raise FakeNVMLError("Not Supported")
-        return SimpleNamespace(gpu=gpu["util"], memory=0)
-
-    def no_mig(gpu):
-        raise FakeNVMLError("Not Supported")
-
-    module = types.ModuleType("pynvml")
-    module.NVMLError = FakeNVMLError
-    module.nvmlInit = lambda: None
-    module.nvmlShutdown = lambda: None
-    module.nvmlDeviceGetCount = lambda: len(gpus)
-    module.nvmlDeviceGetHandleByIndex = lambda index: gpus[index]
-    module.nvmlDeviceGetName = lambda gpu: gpu["name"]
-    module.nvmlDeviceGetUUID = lambda gpu: gpu["uuid"]
-    module.nvmlDeviceGetMemoryInfo = lambda gpu: SimpleNamespace(total=gpu["total"], free=gpu["free"])
-    module.nvmlDeviceGetCudaComputeCapability = lambda gpu: (9, 0)
-    module.nvmlDeviceGetMigMode = no_mig
-    module.nvmlDeviceGetUtilizationRates = utilization
-    return module
-
-
-def test_resource_sampler_reads_the_visible_gpus_through_nvml(monkeypatch):
-    gpus = [{"name": f"GPU{index}", "uuid": f"GPU-{index}000", "total": 80 * GiB, "free": (70 - index) * GiB,
-             "util": 90 if index else None} for index in range(3)]
-    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(*gpus))
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,0")
-    readings = ResourceSampler().sample()
-    assert readings == [
-        {"kind": "gpu", "index": 2, "name": "GPU2", "used_bytes": 12 * GiB, "total_bytes": 80 * GiB,
-         "util_percent": 90},
-        {"kind": "gpu", "index": 0, "name": "GPU0", "used_bytes": 10 * GiB, "total_bytes": 80 * GiB,
-         "util_percent": None},
-    ]
+# Files and library settings
 
 
 def test_monitor_on_another_process_writes_and_prints_nothing(tmp_path, capsys):
@@ -417,22 +282,6 @@ def test_a_line_cut_short_by_a_killed_run_is_ended_before_appending(tmp_path, ca
     lines = (tmp_path / "training.log").read_text().splitlines()
     assert len(lines) == 2 and lines[1].endswith(" resumed from step 2")
     assert capsys.readouterr().out == "resumed from step 2\n"
-
-
-class CountTokens(TrainerCallback):
-    def __init__(self, monitor: TrainMonitor) -> None:
-        self.monitor = monitor
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self.monitor.add_tokens(100)
-
-
-def test_tokens_per_second_from_the_runner_count(tmp_path):
-    monitor = TrainMonitor(tmp_path, plain=True)
-    make_trainer(tmp_path, [monitor, CountTokens(monitor)], max_steps=3, eval_strategy="no",
-                 save_strategy="no").train()
-    train = [r for r in read_records(tmp_path / "metrics.jsonl") if r["type"] == "train"]
-    assert all(r["tokens_per_s"] > 0 for r in train) and monitor.state.tokens_seen == 300
 
 
 @pytest.fixture

@@ -1,10 +1,11 @@
-"""lorawiz.compare's choices that need no model: the task, the label list prompt, the rows sampled."""
+"""lorawiz.eval.run's choices that need no model: the task, the label list prompt, the rows sampled."""
 
 from __future__ import annotations
 
 import pytest
 
-from lorawiz.compare import (
+from lorawiz.config.resolve import resolve_config
+from lorawiz.eval.run import (
     EvalRequest,
     _resolve_task,
     _sample,
@@ -12,6 +13,8 @@ from lorawiz.compare import (
     _with_label_list,
     _without_reasoning,
 )
+
+CLASSIFICATION_RUN = resolve_config(set_items=["task=classification"]).config  # a run's lorawiz.yaml, typed
 
 
 def chat(answer: str, question: str = "What happened?") -> dict:
@@ -22,13 +25,13 @@ def test_task_comes_from_the_flag_the_run_or_the_answers():
     labelled = [chat(label) for label in ["fire", "flood", "medical"] * 10]
     prose = [chat(f"A long answer number {i} that explains what to do next.") for i in range(30)]
     request = EvalRequest("t", "d")
-    assert _resolve_task(request, {}, labelled) == ("classification", "the data's answers take 3 values")
-    assert _resolve_task(request, {}, prose) == ("lm", "default")
-    assert _resolve_task(request, {"task": "classification"}, prose)[0] == "classification"
-    assert _resolve_task(EvalRequest("t", "d", task="lm"), {}, labelled) == ("lm", "--task")
-    assert _resolve_task(EvalRequest("t", "d", labels=["a", "b"]), {}, prose) == ("classification", "--labels")
+    assert _resolve_task(request, None, labelled) == ("classification", "the data's answers take 3 values")
+    assert _resolve_task(request, None, prose) == ("lm", "default")
+    assert _resolve_task(request, CLASSIFICATION_RUN, prose)[0] == "classification"
+    assert _resolve_task(EvalRequest("t", "d", task="lm"), None, labelled) == ("lm", "--task")
+    assert _resolve_task(EvalRequest("t", "d", labels=["a", "b"]), None, prose) == ("classification", "--labels")
     # too few rows per distinct answer is not a label set
-    assert _resolve_task(request, {}, [chat(str(i)) for i in range(6)])[0] == "lm"
+    assert _resolve_task(request, None, [chat(str(i)) for i in range(6)])[0] == "lm"
 
 
 def test_label_list_goes_into_the_last_user_turn():

@@ -1,0 +1,1 @@
+"""The run configuration: the knob table (schema), files, layers with typed sources, validation, resolution."""

@@ -1,0 +1,197 @@
+"""Validation: each section against the pydantic model built from the knob table, then the checks across fields;
+every problem collected and reported at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from lorawiz.config.layers import DEFAULT, Source, derived
+from lorawiz.config.schema import DTYPE_ALIASES, KNOBS, LIST_KNOBS, SECTIONS
+from lorawiz.errors import Problem, ProblemsError
+
+
+@functools.cache
+def section_models() -> tuple[dict[str, type], type]:
+    """Build the pydantic models from `SECTIONS` (on first use, to keep `--help` free of pydantic)."""
+    from typing import Annotated, Optional
+
+    from pydantic import ConfigDict, Field, create_model
+
+    strict = ConfigDict(extra="forbid", frozen=True)
+    models: dict[str, type] = {}
+    for section, knobs in SECTIONS.items():
+        fields: dict[str, Any] = {}
+        for knob in knobs:
+            type_ = Annotated[knob.type, Field(**knob.bounds)] if knob.bounds else knob.type
+            if knob.nullable:
+                type_ = Optional[type_]  # noqa: UP045 - a runtime type expression, not an annotation
+            if isinstance(knob.default, list):
+                default = Field(default_factory=lambda d=knob.default: list(d), description=knob.help)
+            else:
+                default = Field(knob.default, description=knob.help)
+            fields[knob.name] = (type_, default)
+        models[section] = create_model(f"{section.title()}Config", __config__=strict, **fields)
+    run_fields = {s: (m, Field(default_factory=m)) for s, m in models.items()}
+    run_config = create_model("RunConfig", __config__=ConfigDict(extra="forbid", frozen=True), **run_fields)
+    return models, run_config
+
+
+def normalize(name: str, value: Any) -> Any:
+    """Accept the spellings people use: `fp16` for float16, comma lists, `none` for no trackers."""
+    if name == "bnb_4bit_compute_dtype" and isinstance(value, str):
+        return DTYPE_ALIASES.get(value.lower(), value.lower())
+    if name in LIST_KNOBS and isinstance(value, str):
+        if name == "lora_target_modules" and value == "all-linear":
+            return value
+        parts = [p.strip() for p in value.strip("[]").split(",") if p.strip()]
+        if name == "report_to" and parts in (["none"], []):
+            return []
+        return parts
+    if name == "task" and isinstance(value, str):
+        return {"domain-adaptation": "domain", "domain_adaptation": "domain"}.get(value.lower(), value.lower())
+    return value
+
+
+def validate(values: Mapping[str, Any], sources: Mapping[str, Source], problems: Iterable[Problem] = ()
+             ) -> tuple[Any, dict[str, Source]]:
+    """Validate merged values section by section, then across fields; raise every problem at once.
+
+    Returns the RunConfig and the sources (with derived defaults). `problems` are earlier findings (unknown
+    keys, ...) to report together with these.
+    """
+    from pydantic import ValidationError
+
+    models, run_config = section_models()
+    values, sources = derive_defaults(values, sources)
+    found = list(problems)
+    built: dict[str, Any] = {}
+    for section, model in models.items():
+        data = {k.name: normalize(k.name, values.get(k.name, k.default)) for k in SECTIONS[section]}
+        try:
+            built[section] = model(**data)
+        except ValidationError as exc:
+            for err in exc.errors():
+                name = str(err["loc"][0])
+                found.append(Problem(sources.get(name, DEFAULT).where,
+                                     _field_message(section, name, err, values.get(name))))
+                data[name] = KNOBS[name].default
+            # Defaults stand in for the bad values so that the cross-field checks still run.
+            built[section] = model(**data)
+    found.extend(_cross_field_problems(built, sources))
+    if found:
+        raise ProblemsError("invalid configuration", found,
+                            hint="Fix the values above; `lorawiz config show` prints what each source sets.")
+    return run_config(**built), sources
+
+
+# Defaults that follow another choice; re-derived whenever the values change (a plan, an adjustment).
+DERIVED = ("validation_file", "eval_strategy", "load_best_model_at_end", "early_stopping_patience", "save_strategy",
+           "greater_is_better")
+
+
+def derive_defaults(values: Mapping[str, Any], sources: Mapping[str, Source]
+                    ) -> tuple[dict[str, Any], dict[str, Source]]:
+    """Let built-in defaults follow what the user chose, instead of reporting a conflict with a default.
+
+    No validation data turns evaluation off; no evaluation turns off best-model loading and early stopping;
+    checkpoints follow the evaluation schedule; greater_is_better follows the metric's name.
+    """
+    values, sources = dict(values), dict(sources)
+    for name in DERIVED:
+        if sources.get(name, DEFAULT).is_default:
+            values[name], sources[name] = KNOBS[name].default, DEFAULT
+
+    def is_default(name: str) -> bool:
+        return sources.get(name, DEFAULT).is_default
+
+    def derive(name: str, value: Any, reason: str) -> None:
+        values[name] = value
+        sources[name] = derived(reason)
+
+    if is_default("validation_file") and values.get("train_file") == "builtin:triage":
+        derive("validation_file", "builtin:triage:validation", "builtin:triage brings its validation part")
+    if is_default("eval_strategy") and not values.get("validation_file") and values.get("val_split") == 0:
+        derive("eval_strategy", "no", "no validation data")
+    evaluating = values.get("eval_strategy") != "no"
+    if not evaluating:
+        if is_default("load_best_model_at_end"):
+            derive("load_best_model_at_end", False, "no evaluation")
+        if is_default("early_stopping_patience"):
+            derive("early_stopping_patience", 0, "no evaluation")
+    elif is_default("save_strategy") and values.get("save_strategy") != values.get("eval_strategy"):
+        derive("save_strategy", values.get("eval_strategy"), "follows eval_strategy")
+    metric = values.get("metric_for_best_model")
+    if values.get("greater_is_better") is None and isinstance(metric, str):
+        derive("greater_is_better", "loss" not in metric, f"from {metric}")
+    return values, sources
+
+
+def _field_message(section: str, name: str, err: Mapping[str, Any], raw: Any) -> str:
+    text = f"{section}.{name} = {raw!r}: {err['msg'].replace('Input should be', 'must be')}"
+    if err["type"] == "literal_error" and isinstance(raw, str):
+        allowed = re.findall(r"'([^']+)'", err["msg"])
+        guess = difflib.get_close_matches(raw, allowed, n=1, cutoff=0.5)
+        if guess:
+            text += f'. Did you mean "{guess[0]}"?'
+    return text
+
+
+def _cross_field_problems(cfg: Mapping[str, Any], sources: Mapping[str, Source]) -> list[Problem]:
+    """Checks that no single field can make: conflicting precisions, impossible best-model tracking, ..."""
+    opt, train, log, data, model = cfg["optimization"], cfg["training"], cfg["logging"], cfg["data"], cfg["model"]
+    found: list[Problem] = []
+
+    def src(*names: str) -> str:
+        return ", ".join(f"{n} ({sources.get(n, DEFAULT).where})" for n in names)
+
+    if opt.bf16 and opt.fp16:
+        found.append(Problem(src("bf16", "fp16"), "bf16 and fp16 are both true; keep one "
+                                                  "(bf16 on compute capability >= 8.0, fp16 on older GPUs)."))
+    if train.warmup_ratio is not None and train.warmup_steps is not None:
+        found.append(Problem(src("warmup_ratio", "warmup_steps"),
+                             "warmup_ratio and warmup_steps are both set; keep one."))
+    if model.load_in_4bit and model.load_in_8bit:
+        found.append(Problem(src("load_in_4bit", "load_in_8bit"),
+                             "load_in_4bit and load_in_8bit are both true; keep one."))
+    if log.load_best_model_at_end:
+        if log.eval_strategy == "no":
+            found.append(Problem(src("load_best_model_at_end", "eval_strategy"),
+                                 "load_best_model_at_end needs evaluations, but eval_strategy is \"no\". "
+                                 "Set eval_strategy: steps, or load_best_model_at_end: false."))
+        if log.save_strategy == "no":
+            found.append(Problem(src("load_best_model_at_end", "save_strategy"),
+                                 "load_best_model_at_end needs checkpoints, but save_strategy is \"no\". "
+                                 "Set save_strategy to match eval_strategy, or load_best_model_at_end: false."))
+        elif log.eval_strategy != "no" and log.save_strategy not in (log.eval_strategy, "best"):
+            found.append(Problem(src("eval_strategy", "save_strategy"),
+                                 f'load_best_model_at_end needs save_strategy to match eval_strategy '
+                                 f'("{log.save_strategy}" vs "{log.eval_strategy}"). Make them the same.'))
+        elif (log.eval_strategy == log.save_strategy == "steps" and log.eval_steps and log.save_steps
+              and log.save_steps % log.eval_steps):
+            found.append(Problem(src("eval_steps", "save_steps"),
+                                 f"load_best_model_at_end needs save_steps ({log.save_steps}) to be a multiple of "
+                                 f"eval_steps ({log.eval_steps}), so that every checkpoint has a score."))
+    if train.early_stopping_patience > 0 and log.eval_strategy == "no":
+        found.append(Problem(src("early_stopping_patience", "eval_strategy"),
+                             "early stopping needs evaluations, but eval_strategy is \"no\". "
+                             "Set eval_strategy: steps, or early_stopping_patience: 0."))
+    if log.eval_strategy != "no" and not data.validation_file and data.val_split == 0:
+        found.append(Problem(src("eval_strategy", "val_split"),
+                             "evaluation is on but there is no validation data: set validation_file, "
+                             "val_split > 0, or eval_strategy: no."))
+    if data.packing and data.group_by_length:
+        found.append(Problem(src("packing", "group_by_length"), "packing and group_by_length are both true; keep one "
+                                                                "(packing already leaves no padding)."))
+    if train.max_steps == 0:
+        found.append(Problem(src("max_steps"), "max_steps 0 would train nothing: use -1 (no cap) or at least 1."))
+    if log.greater_is_better and "loss" in log.metric_for_best_model:
+        found.append(Problem(src("greater_is_better", "metric_for_best_model"),
+                             f"greater_is_better is true but {log.metric_for_best_model} is a loss (lower is better)."))
+    return found
+
+

@@ -1,0 +1,266 @@
+"""`lorawiz eval` as a library call: the base model and the fine-tuned one, measured the same way, side by side.
+
+Each model is loaded once and measured in turn (for an adapter, the base is the same model with the adapter
+switched off, so one copy is in memory): loss and perplexity on the data, greedy answers to a few rows, label
+metrics for classification data, perplexity on general data (forgetting), and lm-eval-harness tasks.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lorawiz.data.rows import final_answer, read_rows, split_answer
+from lorawiz.errors import LorawizError
+from lorawiz.eval.lm_harness import prepare_tasks, run_tasks
+from lorawiz.eval.metrics import classification_report, extract_label
+from lorawiz.eval.report import AS_GIVEN, ROLE_NAMES, WITH_LABELS, EvalReport, ModelResult, sample_record
+from lorawiz.eval.scoring import generate_answers, mean_loss
+from lorawiz.models import Target, describe_target, eval_dtype_and_device, load_model, load_tokenizer_for
+
+MAX_LABELS = 50  # more distinct answers than this is not a label set
+DEFAULT_MAX_SEQ_LENGTH = 4096  # when neither the run's config nor the model says less
+LABEL_ANSWER_MARGIN = 24  # tokens past the longest label: room for "The category is: ..." from a base model
+
+
+@dataclass
+class EvalRequest:
+    target: str
+    data: str
+    base: str | None = None
+    compare_base: bool | None = None  # None: compare when a base is known
+    task: str | None = None  # "lm" or "classification"; None: from the run's config or the data
+    labels: list[str] | None = None
+    general_data: str | None = None
+    max_samples: int | None = None
+    samples: int = 3
+    lm_eval: list[str] | None = None
+    max_new_tokens: int = 256
+    batch_size: int = 8
+
+
+def run_eval(request: EvalRequest, progress: Callable[[str], None] | None = None) -> EvalReport:
+    """Measure TARGET (and its base) as the request says; `progress(text)` hears what is being done."""
+    progress = progress or (lambda text: None)
+    _check_request(request)
+    target = describe_target(request.target, request.base)
+    base = target.base if target.is_adapter else request.base
+    compare = request.compare_base if request.compare_base is not None else base is not None
+    if compare and base is None:
+        raise LorawizError(f"--compare-base: {request.target} is a full model, so its base is unknown.",
+                           hint="Pass --base MODEL (the model it was fine-tuned from), or --no-compare-base.")
+    if request.general_data and not compare:
+        raise LorawizError("--general-data compares perplexity before and after fine-tuning, which needs the base "
+                           "model.", hint="Pass --base MODEL, or drop --compare-base off.")
+    # fails fast on an unknown task, before any model loads
+    harness = prepare_tasks(request.lm_eval) if request.lm_eval else None
+
+    run_config = _run_config(target)
+    all_rows = _read_rows(request.data, "--data")
+    rows = _sample(all_rows, request.max_samples)
+    general_rows = _sample(_read_rows(request.general_data, "--general-data"), request.max_samples) \
+        if request.general_data else None
+    task, task_source = _resolve_task(request, run_config, rows)
+    labels, golds = _labels_and_golds(request, rows) if task == "classification" else ([], [])
+    report = EvalReport(target, base if compare else None, request.data, len(rows), len(all_rows), task,
+                        task_source, labels, {}, [], request.general_data)
+    if not compare:
+        report.notes.append("no base model to compare with: " + (
+            "--no-compare-base" if request.compare_base is False else
+            f"{request.target} is a full model; pass --base MODEL to compare"))
+    sample_rows = _sample_indices(len(rows), request.samples)
+    prompts = [split_answer(row, f"--data row {i + 1}")[0] if "messages" in row else None
+               for i, row in enumerate(rows)]
+
+    for role, model, tokenizer in _models(target, base if compare else None, progress):
+        result = report.results.setdefault(role, ModelResult())
+        name = ROLE_NAMES[role]
+        max_seq_length = _max_seq_length(run_config, tokenizer, model)
+        progress(f"{name}: loss on {len(rows):,} rows")
+        result.loss = mean_loss(model, tokenizer, rows, max_seq_length)
+        if general_rows:
+            progress(f"{name}: perplexity on {len(general_rows):,} rows of general data")
+            result.general = mean_loss(model, tokenizer, general_rows, max_seq_length, assistant_only=False)
+        if task == "classification":
+            variants = [AS_GIVEN, WITH_LABELS] if role == "base" else [AS_GIVEN]
+            budget = max(len(tokenizer(label, add_special_tokens=False)["input_ids"]) for label in labels)
+            for variant in variants:
+                progress(f"{name}: answering {len(rows):,} rows (prompt {variant})")
+                asked = prompts if variant == AS_GIVEN else [_with_label_list(p, labels) for p in prompts]
+                answers = generate_answers(model, tokenizer, asked, budget + LABEL_ANSWER_MARGIN,
+                                           request.batch_size)
+                found = [extract_label(_without_reasoning(answer), labels) for answer in answers]
+                result.classification[variant] = classification_report(golds, [f[0] for f in found], labels)
+                result.extraction[variant] = dict(Counter(how for _, how in found))
+                if variant == AS_GIVEN:
+                    result.answers = {i: answers[i] for i in sample_rows}
+        elif sample_rows and any(prompts[i] for i in sample_rows):
+            chosen = [i for i in sample_rows if prompts[i]]
+            progress(f"{name}: answering {len(chosen)} sample prompts")
+            answers = generate_answers(model, tokenizer, [prompts[i] for i in chosen], request.max_new_tokens,
+                                       request.batch_size)
+            result.answers = dict(zip(chosen, answers, strict=True))
+        if harness:
+            progress(f"{name}: lm-eval {', '.join(harness.names)}")
+            result.lm_eval = run_tasks(harness, model, tokenizer, request.max_samples, request.batch_size)
+
+    report.samples = [sample_record(rows[i], prompts[i], i, report.results) for i in sample_rows
+                      if prompts[i] is not None]
+    return report
+
+
+def _check_request(request: EvalRequest) -> None:
+    if request.task not in (None, "lm", "classification"):
+        raise LorawizError(f"--task {request.task}: unknown.", hint="Use --task lm or --task classification.")
+    if request.labels is not None and request.task == "lm":
+        raise LorawizError("--labels is for classification, but --task is lm.",
+                           hint="Drop --labels, or use --task classification.")
+    for flag, value, least in (("--max-samples", request.max_samples, 1), ("--samples", request.samples, 0),
+                               ("--max-new-tokens", request.max_new_tokens, 1),
+                               ("--batch-size", request.batch_size, 1)):
+        if value is not None and value < least:
+            raise LorawizError(f"{flag} {value}: must be at least {least}.", hint=f"Give {flag} {max(least, 1)} "
+                                                                                   "or more.")
+
+
+def _read_rows(path: str, flag: str) -> list[dict[str, Any]]:
+    """read_rows on a data file or a builtin: name, its errors led by the flag that named the file."""
+    from lorawiz.builtin import is_builtin, resolve_builtin
+
+    try:
+        return read_rows(resolve_builtin(path) if is_builtin(path) else Path(path).expanduser(),
+                         stopped="nothing was evaluated")
+    except LorawizError as exc:
+        raise LorawizError(f"{flag} {exc.message}", hint=exc.hint, exit_code=exc.exit_code) from exc
+
+
+def _sample(rows: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
+    """At most `limit` rows, a fixed spread over the file (seed 0) in file order, so reruns see the same rows."""
+    if limit is None or len(rows) <= limit:
+        return rows
+    keep = sorted(random.Random(0).sample(range(len(rows)), limit))
+    return [rows[i] for i in keep]
+
+
+def _sample_indices(count: int, wanted: int) -> list[int]:
+    """`wanted` rows spread evenly over `count`: the first, the last and between."""
+    wanted = min(wanted, count)
+    if wanted <= 0:
+        return []
+    if wanted == 1:
+        return [0]
+    return sorted({round(k * (count - 1) / (wanted - 1)) for k in range(wanted)})
+
+
+def _run_config(target: Target) -> Any:
+    """The typed configuration (RunConfig) of the run's lorawiz.yaml, beside the adapter or one level up for
+    checkpoint-N; None when there is none or it no longer validates."""
+    from lorawiz.config.files import read_config_file
+    from lorawiz.config.layers import defaults_layer
+    from lorawiz.config.resolve import resolve_layers
+
+    if not target.is_adapter:
+        return None
+    folder = Path(target.path)
+    found = next((c for c in (folder / "lorawiz.yaml", folder.parent / "lorawiz.yaml") if c.is_file()), None)
+    try:
+        return resolve_layers([defaults_layer(), read_config_file(found)]).config if found else None
+    except LorawizError:
+        return None
+
+
+def _resolve_task(request: EvalRequest, run_config: Any, rows: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    if request.task:
+        return request.task, "--task"
+    if request.labels:
+        return "classification", "--labels"
+    if run_config is not None and run_config.data.task == "classification":
+        return "classification", "the run's lorawiz.yaml"
+    answers = [final_answer(row) for row in rows]
+    distinct = Counter(answer for answer in answers if answer is not None)
+    if (distinct and None not in answers and len(distinct) <= min(MAX_LABELS, len(rows) // 5)
+            and all(len(answer.split()) <= 5 for answer in distinct)):
+        return "classification", f"the data's answers take {len(distinct)} values"
+    return "lm", "default"
+
+
+def _labels_and_golds(request: EvalRequest, rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    golds = [split_answer(row, f"--data row {i + 1}")[1] for i, row in enumerate(rows)]
+    if request.labels:
+        labels = list(dict.fromkeys(request.labels))
+        for i, gold in enumerate(golds):
+            if gold not in labels:
+                raise LorawizError(f'--data row {i + 1}: the answer "{gold[:80]}" is not one of --labels '
+                                   f'({", ".join(labels)}).', hint="Add it to --labels, or fix the row.")
+        return labels, golds
+    labels = sorted(set(golds))
+    if len(labels) > MAX_LABELS:
+        raise LorawizError(f"--task classification: the answers in {request.data} take {len(labels)} different "
+                           f"values, too many for a label set (at most {MAX_LABELS}).",
+                           hint="Pass --labels a,b,c, or use --task lm.")
+    return labels, golds
+
+
+def _without_reasoning(answer: str) -> str:
+    """The answer after a reasoning model's <think>...</think> block, whose musings name every label."""
+    return re.sub(r"^\s*<think>.*?(</think>|$)", "", answer, flags=re.DOTALL).strip()
+
+
+def _with_label_list(prompt: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list[dict[str, Any]]:
+    """The prompt with the label set spelled out in the last user turn (templates without a system role exist)."""
+    turns = [dict(turn) for turn in prompt]
+    ask = f"Answer with exactly one of these labels and nothing else: {', '.join(labels)}."
+    for turn in reversed(turns):
+        if turn.get("role") == "user":
+            turn["content"] = f"{turn.get('content') or ''}\n\n{ask}"
+            return turns
+    return [*turns, {"role": "user", "content": ask}]
+
+
+def _max_seq_length(run_config: Any, tokenizer: Any, model: Any) -> int:
+    configured = run_config.data.max_seq_length if run_config is not None else None
+    if isinstance(configured, int) and configured > 0:
+        return configured
+    limits = [DEFAULT_MAX_SEQ_LENGTH, getattr(getattr(model, "config", None), "max_position_embeddings", None),
+              getattr(tokenizer, "model_max_length", None)]
+    return min(limit for limit in limits if isinstance(limit, int) and limit > 0)
+
+
+def _models(target: Target, base: str | None, progress: Callable[[str], None]) -> Iterator[tuple[str, Any, Any]]:
+    """(role, model, tokenizer) for the base (when compared) and then the fine-tuned model, one in memory at a time.
+
+    An adapter's base is the same model with the adapter switched off, measured with the adapter's tokenizer.
+    """
+    dtype, device = eval_dtype_and_device()
+    if target.is_adapter:
+        progress(f"loading {target.base} with the adapter {target.path}")
+        model = load_model(target, dtype, device=device)
+        tokenizer = load_tokenizer_for(target)
+        if base is not None:
+            with model.disable_adapter():
+                yield "base", model, tokenizer
+        yield "fine_tuned", model, tokenizer
+        return
+    if base is not None:
+        base_target = describe_target(base)
+        progress(f"loading the base {base}")
+        model = load_model(base_target, dtype, device=device)
+        yield "base", model, load_tokenizer_for(base_target)
+        del model
+        _free_memory()
+    progress(f"loading {target.path}")
+    yield "fine_tuned", load_model(target, dtype, device=device), load_tokenizer_for(target)
+
+
+def _free_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,178 @@
+"""The typed RunConfig -> the library objects: TRL's SFTConfig, peft's LoraConfig, BitsAndBytesConfig, the seed.
+
+One mapping function per object and no defaults of their own: every value comes from the configuration, whose
+defaults live in the schema (lorawiz.config.schema) and whose open values the plan fills before training. A value
+still open here is a bug in lorawiz, not a user error, so it fails loudly instead of being replaced.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def planned(cfg: Any, name: str) -> Any:
+    """A value the plan must have filled (an `auto` knob)."""
+    from lorawiz.config.schema import SECTION_OF
+
+    value = getattr(getattr(cfg, SECTION_OF[name]), name)
+    if value is None:
+        raise RuntimeError(f"{name} reached the trainer unset: the plan should have filled it")
+    return value
+
+
+def precision_name(cfg: Any) -> str:
+    """The dtype the base model's non-quantised weights are loaded in: follows bf16 / fp16, else fp32."""
+    return "bf16" if cfg.optimization.bf16 else "fp16" if cfg.optimization.fp16 else "fp32"
+
+
+def model_dtype(cfg: Any) -> Any:
+    from lorawiz.models import torch_dtype
+
+    return torch_dtype(precision_name(cfg))
+
+
+def model_kwargs(cfg: Any, attn_implementation: str = "sdpa", device_map: Any = None) -> dict[str, Any]:
+    """AutoModelForCausalLM.from_pretrained's arguments (the path first, as `pretrained_model_name_or_path`)."""
+    from lorawiz.builtin import local_path
+
+    return {"pretrained_model_name_or_path": local_path(planned(cfg, "model_name_or_path")),
+            "dtype": model_dtype(cfg), "quantization_config": quantization_config(cfg),
+            "attn_implementation": attn_implementation, "device_map": device_map, **tokenizer_kwargs(cfg)}
+
+
+def tokenizer_kwargs(cfg: Any) -> dict[str, Any]:
+    """What loading the model's tokenizer and config needs besides the path."""
+    return {"trust_remote_code": cfg.model.trust_remote_code, "cache_dir": cfg.model.cache_dir}
+
+
+def early_stopping(cfg: Any, monitor: Any = None) -> Any:
+    """The early-stopping callback, or None when patience is 0 (off)."""
+    train = cfg.training
+    if train.early_stopping_patience == 0:
+        return None
+    from lorawiz.train.callbacks import EarlyStopping
+
+    return EarlyStopping(train.early_stopping_patience, train.early_stopping_threshold,
+                         metric=cfg.logging.metric_for_best_model,
+                         greater_is_better=bool(cfg.logging.greater_is_better), monitor=monitor)
+
+
+def quantization_config(cfg: Any) -> Any:
+    """BitsAndBytesConfig for a 4-bit (QLoRA) or 8-bit base; None for a 16-bit base."""
+    model = cfg.model
+    if not (model.load_in_4bit or model.load_in_8bit):
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if model.load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    from lorawiz.models import torch_dtype
+
+    compute = model.bnb_4bit_compute_dtype
+    dtype = model_dtype(cfg) if compute == "auto" else torch_dtype(compute)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=model.bnb_4bit_quant_type,
+                              bnb_4bit_use_double_quant=model.bnb_4bit_use_double_quant,
+                              bnb_4bit_compute_dtype=dtype)
+
+
+def lora_config(cfg: Any) -> Any:
+    from peft import LoraConfig
+
+    lora = cfg.lora
+    return LoraConfig(
+        r=planned(cfg, "lora_r"), lora_alpha=planned(cfg, "lora_alpha"), lora_dropout=planned(cfg, "lora_dropout"),
+        target_modules=lora.lora_target_modules, bias=lora.lora_bias, use_dora=lora.use_dora,
+        use_rslora=lora.use_rslora, modules_to_save=lora.modules_to_save, task_type="CAUSAL_LM",
+    )
+
+
+def set_seed(cfg: Any) -> None:
+    """Seed Python, NumPy and torch before the LoRA weights are initialised: same seed, same run."""
+    from transformers import set_seed as transformers_set_seed
+
+    transformers_set_seed(cfg.training.seed)
+
+
+def update_steps_per_epoch(rows: int, micro_batch: int, accumulation: int, world_size: int) -> int:
+    """Optimizer steps in one epoch, as transformers' Trainer counts them (each process takes ceil(rows / world)
+    rows; an epoch's last partial accumulation is a step)."""
+    batches = math.ceil(math.ceil(rows / world_size) / micro_batch)
+    return max(1, math.ceil(batches / accumulation))
+
+
+def trainer_max_steps(cfg: Any, train_rows: int, world_size: int) -> int:
+    """transformers' max_steps for lorawiz's "at most max_steps": the cap when it ends the run before
+    num_train_epochs, else -1 (train by epochs). transformers itself would train max_steps even past the epochs."""
+    cap = cfg.training.max_steps
+    if cap <= 0:
+        return -1
+    per_epoch = update_steps_per_epoch(train_rows, planned(cfg, "per_device_train_batch_size"),
+                                       planned(cfg, "gradient_accumulation_steps"), world_size)
+    by_epochs = math.ceil(planned(cfg, "num_train_epochs") * per_epoch)
+    return cap if cap < by_epochs else -1
+
+
+def warmup(cfg: Any) -> int | float:
+    """transformers 5 takes both spellings in warmup_steps: an int counts steps, a float below 1 is a ratio."""
+    if cfg.training.warmup_steps is not None:
+        return cfg.training.warmup_steps
+    return float(planned(cfg, "warmup_ratio"))
+
+
+def sft_config(cfg: Any, *, output_dir: str, on_gpu: bool, train_rows: int, world_size: int = 1,
+               flash_attention: bool = False, liger: bool = False, extra: dict[str, Any] | None = None) -> Any:
+    """TRL's SFTConfig (transformers' TrainingArguments plus TRL's data settings) for this run."""
+    from trl import SFTConfig
+
+    train, log, data = cfg.training, cfg.logging, cfg.data
+    steps = {}
+    if log.eval_strategy == "steps":
+        steps["eval_steps"] = planned(cfg, "eval_steps")
+    if log.save_strategy == "steps":
+        steps["save_steps"] = planned(cfg, "save_steps")
+    checkpointing = planned(cfg, "gradient_checkpointing")
+    return SFTConfig(
+        output_dir=output_dir,
+        num_train_epochs=float(planned(cfg, "num_train_epochs")),
+        max_steps=trainer_max_steps(cfg, train_rows, world_size),
+        per_device_train_batch_size=planned(cfg, "per_device_train_batch_size"),
+        per_device_eval_batch_size=planned(cfg, "per_device_eval_batch_size"),
+        gradient_accumulation_steps=planned(cfg, "gradient_accumulation_steps"),
+        learning_rate=planned(cfg, "learning_rate"),
+        weight_decay=train.weight_decay,
+        max_grad_norm=train.max_grad_norm,
+        lr_scheduler_type=planned(cfg, "lr_scheduler_type"),
+        warmup_steps=warmup(cfg),
+        seed=train.seed,
+        data_seed=train.seed,
+        bf16=planned(cfg, "bf16"), fp16=planned(cfg, "fp16"),
+        gradient_checkpointing=checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
+        optim=planned(cfg, "optim"),
+        logging_steps=planned(cfg, "logging_steps"),
+        logging_first_step=True,
+        logging_nan_inf_filter=False,  # the NaN guard must see a NaN loss, not a filtered one
+        eval_strategy=log.eval_strategy,
+        save_strategy=log.save_strategy,
+        save_total_limit=log.save_total_limit,
+        load_best_model_at_end=log.load_best_model_at_end,
+        metric_for_best_model=log.metric_for_best_model,
+        greater_is_better=log.greater_is_better,
+        report_to=list(log.report_to) or "none",
+        dataloader_num_workers=cfg.dataloader.dataloader_num_workers,
+        max_length=planned(cfg, "max_seq_length"),
+        packing=planned(cfg, "packing"),
+        # Rows of similar length in one batch: the padding a batch carries shrinks from the long tail's to a few %.
+        train_sampling_strategy="group_by_length" if planned(cfg, "group_by_length") else "random",
+        # Without packing, FlashAttention can take the batch as one unpadded sequence (no compute on padding).
+        padding_free=flash_attention and not data.packing and on_gpu,
+        dataset_num_proc=None,
+        disable_tqdm=True,  # the dashboard (or the plain log) shows progress
+        include_num_input_tokens_seen="non_padding",
+        use_cpu=not on_gpu,
+        use_liger_kernel=liger and on_gpu,
+        shuffle_dataset=False,  # the Trainer's sampler shuffles each epoch with the seed
+        **steps,
+        **(extra or {}),
+    )

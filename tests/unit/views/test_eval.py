@@ -1,0 +1,53 @@
+"""lorawiz.views.eval: the eval report as plain lines and as Rich tables, from a report built by hand."""
+
+from __future__ import annotations
+
+from lorawiz.eval.metrics import classification_report
+from lorawiz.eval.report import AS_GIVEN, WITH_LABELS, EvalReport, ModelResult
+from lorawiz.eval.scoring import LossResult
+from lorawiz.models import Target
+from lorawiz.views.eval import render_report
+
+LABELS = ["fire", "flood"]
+GOLD = ["fire", "flood", "fire", "flood"]
+
+
+def result(loss: float, general: float, predicted: list[str | None], variants: tuple[str, ...]) -> ModelResult:
+    out = ModelResult(loss=LossResult(loss, 2 * loss, 40, 4, 0), general=LossResult(general, 3 * general, 90, 4, 0),
+                      answers={0: "fire"}, lm_eval={"mc": {"acc": 0.5 + loss / 10}})
+    for variant in variants:
+        out.classification[variant] = classification_report(GOLD, predicted, LABELS)
+        out.extraction[variant] = {"exact": 3, "none": 1}
+    return out
+
+
+def report() -> EvalReport:
+    results = {"base": result(2.0, 1.0, ["flood", "flood", None, "fire"], (AS_GIVEN, WITH_LABELS)),
+               "fine_tuned": result(1.0, 1.2, GOLD, (AS_GIVEN,))}
+    samples = [{"row": 1, "prompt": [{"role": "user", "content": "Smoke upstairs."}], "reference": "fire",
+                "base": "flood", "fine_tuned": "fire"}]
+    return EvalReport(Target("out/run", "base-model", True), "base-model", "val.jsonl", 4, 10, "classification",
+                      "--task", LABELS, results, samples, general_data="wiki.jsonl")
+
+
+def test_plain_lines_are_tab_separated_tables():
+    lines = render_report(report(), plain=True)
+    assert lines[0] == ("eval out/run (adapter on base-model) on val.jsonl: 4 rows (a fixed sample of 10); task "
+                        "classification (--task)")
+    assert "\tbase\tfine-tuned\tchange" in lines and "loss\t2\t1\t-50.0%" in lines
+    assert any(line.startswith("warning: perplexity on general data worsened by 20.0%") for line in lines)
+    assert "accuracy\t25.0%\t25.0%\t100.0%" in lines and "true\tfire\tflood\t(none)" in lines
+    assert "--- row 1" in lines and "fine-tuned: fire" in lines
+    assert "mc acc\t0.7000\t0.6000\t-14.3%" in lines
+    assert any(line.startswith("fine-tuned macro-F1 1.000 >= the base model's best prompted") for line in lines)
+
+
+def test_rich_output_has_the_same_figures():
+    from rich.console import Console
+
+    console = Console(record=True, width=100)
+    console.print(render_report(report(), plain=False))
+    text = console.export_text()
+    for shown in ("Loss on val.jsonl", "-50.0%", "Confusion matrix, fine-tuned", "Samples (1, greedy)",
+                  "lm-eval-harness (zero-shot)", "fine-tuning helped."):
+        assert shown in text, shown
