@@ -8,6 +8,7 @@ values so this machine can execute a plan made for other hardware is `adapt_to_m
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ def gather(resolved: Any, hardware_spec: str | None = None, hardware: Any = None
         hardware = parse_hardware_spec(hardware_spec) if hardware_spec else probe(cfg.logging.output_dir or ".")
     model_path = local_path(model_name)
     model = load_model_facts(model_path)
+    if model_path != model_name:  # a builtin: name is shown as such, not as its cache folder
+        model = dataclasses.replace(model, name=model_name)
     data, stats = None, None
     if cfg.data.train_file:
         from lorawiz.data.stats import inspect_file
@@ -122,6 +125,8 @@ def adapt_to_machine(resolved: Any, machine: Any, planned_for: str | None, world
         for precision in ("bf16", "fp16"):
             if getattr(cfg.optimization, precision):
                 change(precision, False, f"this machine has no GPU, so {precision} mixed precision cannot run")
+            elif resolved.source(precision).kind == "recommender":  # its reason spoke of the other precision
+                changes[precision] = (False, adjusted("no GPU: fp32 on the CPU"))
         optim = cfg.optimization.optim or ""
         if "8bit" in optim or optim.startswith("paged"):
             change("optim", "adamw_torch", f"{optim} needs CUDA, and this machine has no GPU")

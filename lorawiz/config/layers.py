@@ -48,6 +48,11 @@ class Source:
     def is_user(self) -> bool:
         return self.kind in USER_KINDS
 
+    @property
+    def explained(self) -> str:
+        """The label with the reason, for a comment beside the value ("recommender: 900 rows: rank 8")."""
+        return f"{self.label}: {self.reason}" if self.reason and self.reason not in self.label else self.label
+
     def __str__(self) -> str:
         return self.label
 

@@ -87,6 +87,37 @@ def lora_config(cfg: Any) -> Any:
     )
 
 
+# Unsloth wants explicit module names; these are "all-linear" for the architectures it supports.
+UNSLOTH_ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+UNSLOTH_ALL_LINEAR_FUSED = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]  # Phi-3
+
+
+def unsloth_model_kwargs(cfg: Any) -> dict[str, Any]:
+    """FastLanguageModel.from_pretrained's arguments (Unsloth quantises with its own NF4: the bnb_4bit_* knobs it
+    cannot take are refused when the backend is chosen, lorawiz.train.backends.base.unsloth_cannot_take)."""
+    from lorawiz.builtin import local_path
+
+    model = cfg.model
+    return {"model_name": local_path(planned(cfg, "model_name_or_path")),
+            "max_seq_length": planned(cfg, "max_seq_length"), "dtype": model_dtype(cfg),
+            "load_in_4bit": planned(cfg, "load_in_4bit"), "load_in_8bit": model.load_in_8bit,
+            "trust_remote_code": model.trust_remote_code,
+            **({"cache_dir": model.cache_dir} if model.cache_dir else {})}
+
+
+def unsloth_peft_kwargs(cfg: Any, model_type: str) -> dict[str, Any]:
+    """FastLanguageModel.get_peft_model's arguments (its own gradient checkpointing, seeded LoRA initialisation)."""
+    lora = cfg.lora
+    targets = lora.lora_target_modules
+    if targets == "all-linear":
+        targets = UNSLOTH_ALL_LINEAR_FUSED if model_type == "phi3" else UNSLOTH_ALL_LINEAR
+    return {"r": planned(cfg, "lora_r"), "lora_alpha": planned(cfg, "lora_alpha"),
+            "lora_dropout": planned(cfg, "lora_dropout"), "target_modules": targets, "bias": lora.lora_bias,
+            "use_gradient_checkpointing": "unsloth" if planned(cfg, "gradient_checkpointing") else False,
+            "random_state": cfg.training.seed, "use_rslora": lora.use_rslora, "modules_to_save": lora.modules_to_save,
+            "max_seq_length": planned(cfg, "max_seq_length")}
+
+
 def set_seed(cfg: Any) -> None:
     """Seed Python, NumPy and torch before the LoRA weights are initialised: same seed, same run."""
     from transformers import set_seed as transformers_set_seed

@@ -24,14 +24,8 @@ def write_run_config(output_dir: Path, resolved: Any) -> None:
 
     header = (f"# lorawiz {__version__}: the resolved configuration of this run (secrets redacted).\n"
               f"# Re-run: lorawiz train {output_dir / 'lorawiz.yaml'} --output-dir NEW_DIR")
-    comments = {name: _comment(resolved.source(name)) for name in resolved.flat()}
+    comments = {name: resolved.source(name).explained for name in resolved.flat()}
     write_config_file(output_dir / "lorawiz.yaml", redacted(resolved.flat()), header, comments)
-
-
-def _comment(source: Any) -> str:
-    if source.kind in ("recommender", "adjusted", "derived"):
-        return f"{source.label}: {source.reason}"
-    return source.label
 
 
 def save_outputs(trainer: Any, tokenizer: Any, resolved: Any, result: Any, output_dir: Path, model_name: str,
@@ -65,6 +59,9 @@ def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _write_model_card(output_dir: Path, cfg: Any, metrics: dict[str, Any], model_name: str,
                       backend_name: str) -> None:
+    from lorawiz.builtin import local_path
+
+    model_name = local_path(model_name)  # what from_pretrained loads: a builtin: name's folder
     eval_loss = metrics.get("eval_loss")
     lines = [
         "---", f"base_model: {model_name}", "library_name: peft", "tags: [lora, lorawiz]", "---", "",

@@ -32,7 +32,8 @@ def plan_rows(plan: Any, resolved: Any) -> list[PlanRow]:
         source = resolved.source(name)
         choice = plan.values.get(name)
         reason = source.reason or (choice.reason if choice is not None else "") or _why_set(source)
-        row = PlanRow(name, value, source.label, source.kind, reason)
+        label = "default" if source.kind == "derived" else source.label  # the why is in its own column
+        row = PlanRow(name, value, label, source.kind, reason)
         (defaults if source.kind == "default" and choice is None else rows).append(row)
     return rows + defaults
 

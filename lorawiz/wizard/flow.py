@@ -255,7 +255,7 @@ def write_config(path: Path, filled: Any) -> None:
     for name, value in values.items():
         source = filled.source(name)
         skip[name] = value is None or source.kind == "default"
-        comments[name] = f"{source.label}: {source.reason}" if source.reason else source.label
+        comments[name] = source.explained
     header = "# lorawiz config written by `lorawiz init`. Train with: lorawiz train " + str(path)
     write_config_file(path, values, header, comments, skip)
 

@@ -49,7 +49,14 @@ def test_plan_errors(cli, tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
 
 
-def test_doctor_on_this_machine(cli):
+def test_doctor_on_a_machine_without_a_gpu(cli, monkeypatch):
+    """The probe and the torch build are faked as a CPU machine's, so this passes on a GPU machine too."""
+    from lorawiz import doctor
+    from lorawiz.hardware import nvml
+
+    monkeypatch.setattr(nvml, "_probe_gpus", lambda notes: ([], None, None))
+    monkeypatch.setattr(doctor, "read_torch", lambda: doctor.TorchFacts("2.13.0+cpu", cuda=None, sees_gpu=False,
+                                                                        device_count=0))
     result = cli("doctor")
     assert result.exit_code == 0, result.output
     assert "training will run on the CPU" in result.output and "ready to train" in result.output

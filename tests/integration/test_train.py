@@ -208,3 +208,22 @@ def test_loss_on_every_token_when_asked(tmp_path, data):
     assert done.returncode == 0, done.stderr
     counts = re.search(r"(\d+) of (\d+) tokens are trained on \(every token\)", done.stdout)
     assert counts and counts.group(1) == counts.group(2)
+
+
+def test_a_plan_for_a_gpu_runs_on_this_cpu_with_the_changes_said(tmp_path, data):
+    """`--hardware rtx4090` on a CPU: planned with bf16 and paged 8-bit AdamW, run in fp32 with AdamW, each change
+    printed, and lorawiz.yaml and the trainer's arguments holding what actually ran."""
+    import torch
+    import yaml
+
+    out = tmp_path / "gpu-plan"
+    done = train(out, data, "--hardware", "rtx4090", "--seed", "0", "--set", "max_grad_norm=0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "changed to run here: bf16: True -> False" in done.stdout
+    assert "changed to run here: optim: paged_adamw_8bit -> adamw_torch" in done.stdout
+    ran = torch.load(out / "training_args.bin", weights_only=False)
+    assert (ran.bf16, str(ran.optim.value), ran.seed, ran.max_grad_norm, ran.max_steps) == (False, "adamw_torch", 0,
+                                                                                            0.0, 8)
+    sections = yaml.safe_load((out / "lorawiz.yaml").read_text())
+    saved = {key: value for section in sections.values() for key, value in section.items()}
+    assert (saved["bf16"], saved["optim"], saved["seed"], saved["max_grad_norm"]) == (False, "adamw_torch", 0, 0.0)

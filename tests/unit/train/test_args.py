@@ -258,3 +258,33 @@ def test_seed_zero_in_every_spelling_is_seed_zero(spelling, files, tmp_path):
     first = random.random()
     random.seed(0)
     assert first == random.random()
+
+
+def test_max_steps_is_a_cap_not_a_target(files, tmp_path):
+    """transformers trains max_steps even past num_train_epochs; lorawiz's max_steps only caps: a cap the epochs end
+    before reaches the trainer as -1 (train by epochs), a cap that ends the run first as itself."""
+    out = tmp_path / "run"
+    for cap, expected in ((1000, -1), (2, 2)):
+        resolved = resolve_config(None, flags={**_base(files, out), "max_steps": cap, "num_train_epochs": 1},
+                                  flag_names=flag_spellings())
+        built = _build(resolved, files, False, out)
+        assert built.sft.max_steps == expected and built.sft.num_train_epochs == 1
+        assert built.plan.steps == min(cap, built.plan.steps_per_epoch)
+
+
+def test_the_unsloth_backend_receives_the_same_values(files, tmp_path):
+    out = tmp_path / "run"
+    flags = {**_base(files, out), "seed": 0, "lora_r": 4, "lora_alpha": 7, "lora_dropout": 0.0, "max_seq_length": 64,
+             "gradient_checkpointing": True, "load_in_4bit": True}
+    resolved = resolve_config(None, flags=flags, flag_names=flag_spellings(),
+                              set_items=["use_rslora=true", "lora_bias=all", "modules_to_save=[lm_head]",
+                                         "cache_dir=/tmp/c", "trust_remote_code=true"])
+    cfg = _build(resolved, files, False, out).resolved.config
+    model, peft = make.unsloth_model_kwargs(cfg), make.unsloth_peft_kwargs(cfg, "llama")
+    assert (model["model_name"], model["max_seq_length"], model["load_in_4bit"], model["cache_dir"],
+            model["trust_remote_code"]) == (files["TINY_PATH"], 64, True, "/tmp/c", True)
+    assert (peft["r"], peft["lora_alpha"], peft["lora_dropout"], peft["random_state"], peft["bias"],
+            peft["use_rslora"], peft["modules_to_save"], peft["use_gradient_checkpointing"],
+            peft["max_seq_length"]) == (4, 7, 0.0, 0, "all", True, ["lm_head"], "unsloth", 64)
+    assert peft["target_modules"] == make.UNSLOTH_ALL_LINEAR
+    assert make.unsloth_peft_kwargs(cfg, "phi3")["target_modules"] == make.UNSLOTH_ALL_LINEAR_FUSED
