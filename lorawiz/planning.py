@@ -56,7 +56,42 @@ def gather(resolved: Any, hardware_spec: str | None = None, hardware: Any = None
         stats = inspect_file(local_path(cfg.data.train_file), tokenizer,
                              tokenizer_name=model_path if tokenizer else None, model_limit=model.context_length)
         data = DataFacts.from_stats(stats)
+    check_against_model(resolved, model)
     return PlanInputs(hardware, model, data, stats, resolved)
+
+
+def check_against_model(resolved: Any, model: Any) -> None:
+    """The ranges the model's shape sets: a LoRA rank above the smallest dimension of a targeted layer adds nothing
+    (the update cannot have a higher rank than the layer), a sequence longer than the context is unsupported, and
+    named target modules must exist. Every problem at once, each with its source."""
+    from lorawiz.errors import Problem, ProblemsError
+    from lorawiz.memory import targeted_linears
+
+    cfg, found = resolved.config, []
+    targets = cfg.lora.lora_target_modules
+    linears = targeted_linears(model, targets)
+    if not isinstance(targets, str):
+        missing = [name for name in targets if name not in model.linear_shapes()]
+        if missing and not linears:
+            known = ", ".join(model.linear_shapes())
+            found.append(Problem(resolved.source("lora_target_modules").where,
+                                 f"lora_target_modules {missing}: {model.name} has no such layers (its linear layers: "
+                                 f"{known}; or use all-linear)."))
+    rank = cfg.lora.lora_r
+    if rank is not None and linears:
+        smallest = min(min(shape) for shape in linears.values())
+        if rank > smallest:
+            found.append(Problem(resolved.source("lora_r").where,
+                                 f"lora_r {rank:,} is larger than the smallest targeted layer dimension of "
+                                 f"{model.name} ({smallest:,}): a rank above it adds parameters but no capacity. "
+                                 f"Use at most {smallest:,} (8-64 is usual)."))
+    length = cfg.data.max_seq_length
+    if length is not None and length > model.context_length:
+        found.append(Problem(resolved.source("max_seq_length").where,
+                             f"max_seq_length {length:,} is longer than {model.name}'s context of "
+                             f"{model.context_length:,} tokens. Use at most {model.context_length:,}."))
+    if found:
+        raise ProblemsError("the configuration does not fit the model", found)
 
 
 def _local_tokenizer(model_name: str) -> Any:

@@ -66,7 +66,7 @@ def show(
     )
     if as_json:
         sources = {name: {"kind": s.kind, "label": s.label, "where": s.where} for name, s in resolved.sources.items()}
-        typer.echo(json.dumps({"config": resolved.as_dict(), "sources": sources}, indent=2))
+        typer.echo(json.dumps({"config": resolved.as_dict(), "sources": sources}, indent=2, allow_nan=False))
         return
     from lorawiz.console import get_console, is_plain
     from lorawiz.views.config import render_config

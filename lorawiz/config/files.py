@@ -27,6 +27,7 @@ def read_config_file(path: str | Path, kind: str = "file") -> Layer:
     label = f"preset {path.stem}" if kind == "preset" else f"file {path}"
     layer = Layer(Source(kind, label, str(path)))
     problems = layer.problems
+    problems.extend(_duplicate_keys(path, text))
 
     def at(key_path: tuple[str, ...]) -> str:
         line = lines.get(key_path)
@@ -51,7 +52,28 @@ def read_config_file(path: str | Path, kind: str = "file") -> Layer:
             problems.append(Problem(at((key,)), f'section "{key}" must be a mapping of keys to values.'))
         else:
             problems.append(Problem(at((key,)), unknown_key_message(key, None)))
+    for name in PATH_KNOBS:
+        if isinstance(layer.values.get(name), str):
+            layer.values[name] = anchored(layer.values[name], path.parent)
     return layer
+
+
+# Knobs that hold paths. A relative one in a file means "next to this file" when it is there, so a config runs from
+# any folder; otherwise it keeps its usual meaning, relative to the current folder (as flat `--config_file`
+# pipelines, run from their repository's root, expect).
+PATH_KNOBS = ("model_name_or_path", "train_file", "validation_file", "output_dir", "cache_dir")
+
+
+def anchored(value: str, folder: Path) -> str:
+    """`value` as an absolute path when it names something that exists relative to `folder`; anything else
+    (`builtin:` names, hub ids, absolute paths, paths not there) unchanged."""
+    if not value or value.startswith("builtin:") or "://" in value:
+        return value
+    expanded = Path(value).expanduser()
+    if expanded.is_absolute():
+        return value
+    local = folder / expanded
+    return str(local.resolve()) if local.exists() else value
 
 
 def _add(layer: Layer, name: str, value: Any, where: str, problems: list[Problem]) -> None:
@@ -91,6 +113,42 @@ def _parse(path: Path, text: str) -> tuple[dict[str, Any], dict[tuple[str, ...],
         raise ProblemsError(f"{path} is not a valid lorawiz config",
                             [Problem(str(path), f"the top level must be a mapping of keys, not {type(data).__name__}")])
     return data, lines
+
+
+def _duplicate_keys(path: Path, text: str) -> list[Problem]:
+    """A key given twice in one mapping (YAML and JSON parsers keep the last one silently), with both lines."""
+    found: list[Problem] = []
+    if path.suffix.lower() == ".json":
+        def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    at = [text.count("\n", 0, m.start()) + 1
+                          for m in re.finditer(r'"' + re.escape(key) + r'"\s*:', text)]
+                    where = f"{path} lines {at[0]} and {at[1]}" if len(at) > 1 else str(path)
+                    found.append(Problem(where, f'"{key}" is given twice; keep one (JSON would silently take '
+                                                "the last)."))
+                seen.add(key)
+            return dict(pairs)
+
+        json.loads(text, object_pairs_hook=hook)
+        return found
+    import yaml
+
+    def walk(node: Any) -> None:
+        if not isinstance(node, yaml.MappingNode):
+            return
+        first: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key, line = str(key_node.value), key_node.start_mark.line + 1
+            if key in first:
+                found.append(Problem(f"{path} lines {first[key]} and {line}",
+                                     f'"{key}" is given twice; keep one (YAML would silently take the last).'))
+            first.setdefault(key, line)
+            walk(value_node)
+
+    walk(yaml.compose(text, Loader=yaml.SafeLoader))
+    return found
 
 
 def _json_key_lines(text: str, data: Any) -> dict[tuple[str, ...], int]:

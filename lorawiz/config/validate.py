@@ -20,14 +20,19 @@ def section_models() -> tuple[dict[str, type], type]:
     """Build the pydantic models from `SECTIONS` (on first use, to keep `--help` free of pydantic)."""
     from typing import Annotated, Optional
 
-    from pydantic import ConfigDict, Field, create_model
+    from pydantic import BeforeValidator, ConfigDict, Field, create_model
 
     strict = ConfigDict(extra="forbid", frozen=True)
     models: dict[str, type] = {}
     for section, knobs in SECTIONS.items():
         fields: dict[str, Any] = {}
         for knob in knobs:
-            type_ = Annotated[knob.type, Field(**knob.bounds)] if knob.bounds else knob.type
+            constraints = dict(knob.bounds)
+            if knob.type is float:
+                constraints["allow_inf_nan"] = False  # 1e400 reads as inf: never a setting
+            type_ = Annotated[knob.type, Field(**constraints)] if constraints else knob.type
+            if knob.type in (int, float, bool):
+                type_ = Annotated[type_, BeforeValidator(_bool_apart(knob.type))]
             if knob.nullable:
                 type_ = Optional[type_]  # noqa: UP045 - a runtime type expression, not an annotation
             if isinstance(knob.default, list):
@@ -39,6 +44,19 @@ def section_models() -> tuple[dict[str, type], type]:
     run_fields = {s: (m, Field(default_factory=m)) for s, m in models.items()}
     run_config = create_model("RunConfig", __config__=ConfigDict(extra="forbid", frozen=True), **run_fields)
     return models, run_config
+
+
+def _bool_apart(kind: type) -> Any:
+    """YAML and JSON let `true` pass for 1 and `1` for true; a setting means one or the other, so refuse both."""
+
+    def check(value: Any) -> Any:
+        if kind is bool and isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(f"must be true or false, not the number {value}")
+        if kind is not bool and isinstance(value, bool):
+            raise ValueError(f"must be a number, not {str(value).lower()}")
+        return value
+
+    return check
 
 
 def normalize(name: str, value: Any) -> Any:
@@ -132,7 +150,8 @@ def derive_defaults(values: Mapping[str, Any], sources: Mapping[str, Source]
 
 
 def _field_message(section: str, name: str, err: Mapping[str, Any], raw: Any) -> str:
-    text = f"{section}.{name} = {raw!r}: {err['msg'].replace('Input should be', 'must be')}"
+    message = err["msg"].replace("Input should be", "must be").removeprefix("Value error, ")
+    text = f"{section}.{name} = {raw!r}: {message}"
     if err["type"] == "literal_error" and isinstance(raw, str):
         allowed = re.findall(r"'([^']+)'", err["msg"])
         guess = difflib.get_close_matches(raw, allowed, n=1, cutoff=0.5)

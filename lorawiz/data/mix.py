@@ -89,7 +89,7 @@ def mix_files(sources: list[MixSource], output: str | Path, *, size: int | None 
     check_writable(output, overwrite)
 
     for source in sources:
-        if not Path(source.path).exists() and not HUB_ID.match(source.path):
+        if not Path(source.path).exists() and not HUB_ID.match(source.path) and not source.path.startswith("builtin:"):
             raise LorawizError(f"{source.path} not found.", hint="Check the path; a weight follows a colon, as in "
                                                                   "domain.jsonl:0.8.")
     kinds = {source.path: _scan(source) for source in sources}

@@ -35,7 +35,11 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?$")  # org/name, opt
 
 
 def iter_rows(path: str | Path) -> Iterator[Row]:
-    """Every row of a data file with its line number (row number for Parquet and Hub datasets)."""
+    """Every row of a data file with its line number (row number for Parquet and Hub datasets); `builtin:` names
+    read their cached file."""
+    from lorawiz.builtin import local_path
+
+    path = local_path(str(path)) if str(path).startswith("builtin:") else path
     if not Path(path).exists() and HUB_ID.match(str(path)):
         yield from _iter_hub(str(path))
         return

@@ -22,11 +22,16 @@ UNBOUNDED = 1_000_000  # transformers reports "no limit" as a huge model_max_len
 
 def load_tokenizer(name_or_path: str, *, flag: str | None = None, trust_remote_code: bool | None = None,
                    cache_dir: str | None = None) -> Any:
-    """A tokenizer from a local folder or a Hub model id, fast (Rust) where one exists: the one tokenizer loader.
+    """A tokenizer from a local folder, a Hub model id or a `builtin:` model, fast (Rust) where one exists: the one
+    tokenizer loader.
 
     Offline it reads the local cache at once. `flag` (e.g. "--tokenizer") starts the error messages.
     """
     named = f"{flag} {name_or_path}" if flag else name_or_path
+    if name_or_path.startswith("builtin:"):
+        from lorawiz.builtin import resolve_builtin
+
+        name_or_path = resolve_builtin(name_or_path)
     if name_or_path.startswith(("/", "./", "../", "~")) and not Path(name_or_path).expanduser().is_dir():
         raise LorawizError(f"{named}: no such folder.",
                            hint="Give a folder holding tokenizer.json (or a Hub model id such as Qwen/Qwen2.5-7B).")

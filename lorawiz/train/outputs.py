@@ -23,9 +23,15 @@ def write_run_config(output_dir: Path, resolved: Any) -> None:
     from lorawiz.config.files import write_config_file
 
     header = (f"# lorawiz {__version__}: the resolved configuration of this run (secrets redacted).\n"
-              f"# Re-run: lorawiz train {output_dir / 'lorawiz.yaml'} --output-dir NEW_DIR")
-    comments = {name: resolved.source(name).explained for name in resolved.flat()}
-    write_config_file(output_dir / "lorawiz.yaml", redacted(resolved.flat()), header, comments)
+              f"# Re-run: lorawiz train {output_dir.resolve() / 'lorawiz.yaml'} --output-dir NEW_DIR")
+    from lorawiz.config.files import PATH_KNOBS, anchored
+
+    values = resolved.flat()
+    for name in PATH_KNOBS:  # absolute, so that the file re-runs from any folder
+        if isinstance(values[name], str):
+            values[name] = anchored(values[name], Path.cwd())
+    comments = {name: resolved.source(name).explained for name in values}
+    write_config_file(output_dir / "lorawiz.yaml", redacted(values), header, comments)
 
 
 def save_outputs(trainer: Any, tokenizer: Any, resolved: Any, result: Any, output_dir: Path, model_name: str,

@@ -79,3 +79,23 @@ def test_the_documented_precedence_is_the_codes():
         order = [words[part.strip()] for part in found.group(1).split("<")]
         assert order == [kind for kind in PRECEDENCE if kind in order], (command.__name__, order)
         assert order == ["default", "recommender", "preset", "file", "set", "flag"]
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    ({"lora_r": 10**11}, "lora_r 100,000,000,000 is larger than the smallest targeted layer dimension"),
+    ({"max_seq_length": 10**6}, "max_seq_length 1,000,000 is longer than"),
+])
+def test_values_beyond_the_models_shape_are_refused(data, flags, message):
+    from lorawiz.errors import ProblemsError
+
+    with pytest.raises(ProblemsError, match=message):
+        plan_for(data, **flags)
+
+
+def test_target_modules_the_model_lacks_are_refused(data):
+    from lorawiz.errors import ProblemsError
+
+    resolved = resolve_config(None, flags={"model_name_or_path": "builtin:tiny", "train_file": data}, flag_names={},
+                              set_items=["lora_target_modules=[qq_proj]"])
+    with pytest.raises(ProblemsError, match=r"has no such layers \(its linear layers: q_proj"):
+        gather(resolved, hardware=parse_hardware_spec("cpu"))
