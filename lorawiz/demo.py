@@ -38,16 +38,27 @@ def _accuracy(model_dir: str, adapter_dir: Path | None, rows: list[dict[str, Any
 
 
 def run_demo(output_dir: Path | None, plain: bool, overwrite: bool = False, reporter: Any = None) -> DemoResult:
+    from lorawiz.ownership import hold_output_dir
+    from lorawiz.train.runner import Reporter
+
+    reporter = reporter or Reporter()
+    output_dir = output_dir or default_output_dir()
+    with hold_output_dir(output_dir, reporter.say):  # the whole demo, evaluations included: one demo per folder
+        return _run_demo(output_dir, plain, overwrite, reporter)
+
+
+def _run_demo(output_dir: Path, plain: bool, overwrite: bool, reporter: Any) -> DemoResult:
     from lorawiz.builtin import resolve_builtin
     from lorawiz.builtin.triage import DEMO_SETTINGS
     from lorawiz.config.resolve import resolve_config
     from lorawiz.data.rows import read_rows
-    from lorawiz.train.runner import Reporter, TrainRequest, run_training
+    from lorawiz.data.writers import atomic_output
+    from lorawiz.train.checkpoints import check_output_dir
+    from lorawiz.train.runner import TrainRequest, run_training
 
-    reporter = reporter or Reporter()
     say = reporter.say
     started = time.monotonic()
-    output_dir = output_dir or default_output_dir()
+    check_output_dir(output_dir, None, overwrite, say)  # before the first evaluation: refuse at once, not later
     say("lorawiz demo: fine-tune builtin:tiny (a 2-layer Llama with random weights) to classify emergency incident "
         "reports (builtin:triage) into fire, flood, medical, hazmat, traffic or collapse.")
     model_dir = resolve_builtin("builtin:tiny")
@@ -62,7 +73,7 @@ def run_demo(output_dir: Path | None, plain: bool, overwrite: bool = False, repo
              "validation_file": "builtin:triage:validation",
              "output_dir": str(output_dir), "early_stopping_patience": 0}
     resolved = resolve_config(None, flags=flags, flag_names={name: "demo settings" for name in flags})
-    request = TrainRequest(resolved, overwrite=overwrite, plain=plain, argv=["demo", "--output-dir", str(output_dir)],
+    request = TrainRequest(resolved, overwrite=overwrite, plain=plain, argv=["train", str(output_dir / "lorawiz.yaml")],
                            extra_args={"eval_on_start": True}, reporter=reporter)
     run_training(request)
 
@@ -73,6 +84,6 @@ def run_demo(output_dir: Path | None, plain: bool, overwrite: bool = False, repo
     results = json.loads((output_dir / "all_results.json").read_text())
     result = DemoResult(output_dir, before, after, loss_before, results.get("eval_loss"),
                         time.monotonic() - started)
-    with open(output_dir / "demo_results.json", "w", encoding="utf-8") as handle:
+    with atomic_output(output_dir / "demo_results.json", overwrite=True) as handle:
         json.dump(result.__dict__ | {"output_dir": str(output_dir)}, handle, indent=2)
     return result

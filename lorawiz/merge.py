@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lorawiz import __version__
+from lorawiz.data.writers import normal_permissions
 from lorawiz.errors import LorawizError
 from lorawiz.models import describe_target, load_model, load_tokenizer_for
+from lorawiz.ownership import check_merge_output, hold_lock, merge_lock, write_merge_marker
 
 CHECK_TEXTS = ("The quick brown fox jumps over the lazy dog.", "Explain LoRA in one sentence.",
                "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")
@@ -40,9 +44,10 @@ def _weights_bytes(model) -> int:
 
 
 def merge_adapter(adapter_dir: str | Path, output: str | Path, *, base: str | None = None, dtype: str = "bf16",
-                  max_shard_size: str = "5GB", overwrite: bool = False) -> MergeReport:
-    import torch
-
+                  max_shard_size: str = "5GB", overwrite: bool = False,
+                  say: Callable[[str], None] = lambda text: None) -> MergeReport:
+    """Merge, check and write; -o is a new folder or (overwrite) a previous merge output, never the adapter or a
+    training run, and one merge at a time writes it."""
     output = Path(output)
     if dtype not in TOLERANCE:  # the dtypes a merge can be checked in; models.torch_dtype takes more names
         raise LorawizError(f"--dtype {dtype}: unknown.", hint=f"Use one of: {', '.join(TOLERANCE)}.")
@@ -50,10 +55,16 @@ def merge_adapter(adapter_dir: str | Path, output: str | Path, *, base: str | No
     if not target.is_adapter:
         raise LorawizError(f"{adapter_dir} is not an adapter folder (no adapter_config.json).",
                            hint="Give the output folder of lorawiz train (or a checkpoint-N folder in it).")
-    if output.exists() and not overwrite:
-        raise LorawizError(f"{output} already exists.", hint="Pick another -o, or pass --overwrite.")
+    check_merge_output(output, Path(adapter_dir), overwrite)
     if not output.parent.exists():
         raise LorawizError(f"folder {output.parent} does not exist.", hint=f"Create it: mkdir -p {output.parent}")
+    with hold_lock(merge_lock(output), f"-o {output}", "-o", say):
+        check_merge_output(output, Path(adapter_dir), overwrite)  # again, now that no other merge can change it
+        return _merge(target, output, dtype, max_shard_size, existed=output.exists())
+
+
+def _merge(target, output: Path, dtype: str, max_shard_size: str, existed: bool) -> MergeReport:
+    import torch
 
     tokenizer = load_tokenizer_for(target)
     model = load_model(target, dtype)
@@ -81,6 +92,11 @@ def merge_adapter(adapter_dir: str | Path, output: str | Path, *, base: str | No
         merged.save_pretrained(tmp, max_shard_size=max_shard_size)
         tokenizer.save_pretrained(tmp)
         written = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
+        write_merge_marker(tmp, {"lorawiz": __version__, "adapter": str(target.path), "base": target.base,
+                                 "dtype": dtype})
+        if output.exists() and not existed:  # another command made it meanwhile: it is not ours to replace
+            raise LorawizError(f"{output} appeared while the merge ran; nothing was written.",
+                               hint="Pick another -o, or run the merge again.")
         if output.exists():  # --overwrite: the old one goes only once the new one is complete
             aside = output.with_name(f".{output.name}.old")
             shutil.rmtree(aside, ignore_errors=True)
@@ -92,11 +108,6 @@ def merge_adapter(adapter_dir: str | Path, output: str | Path, *, base: str | No
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    os.chmod(output, 0o777 & ~_umask())
+    normal_permissions(output, weights_only=False)  # mkdtemp and safetensors make them owner-only
     return MergeReport(output, target.base, dtype, diff, tolerance, written)
 
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current

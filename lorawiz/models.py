@@ -76,11 +76,14 @@ def load_tokenizer_for(target: Target) -> Any:
 
 def load_model(target: Target, dtype: str = "bf16", merge: bool = False, device: str | None = None) -> Any:
     """The model to run: base + adapter (optionally merged into the base), or the model itself, in eval mode."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     from lorawiz.hub import hub_reachable
 
     path = target.base if target.is_adapter else target.path
+    for folder in {Path(path).expanduser(), Path(target.path).expanduser()}:
+        check_weight_files(folder)  # a cut copy fails here with its name, not deep in safetensors
     offline = not Path(path).expanduser().exists() and not hub_reachable()  # the cache only, no 20 s of retries
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype),
@@ -91,13 +94,51 @@ def load_model(target: Target, dtype: str = "bf16", merge: bool = False, device:
             model = PeftModel.from_pretrained(model, target.path)
             if merge:
                 model = model.merge_and_unload()
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LorawizError(f"cannot load {target.path}: {first}",
                            hint="Check the path, the base model (--base) and your network / HF_TOKEN.") from exc
     if device:
         model = model.to(device)
     return model.eval()
+
+
+def check_weight_files(folder: Path) -> None:
+    """Every .safetensors file in a local model or adapter folder is whole: its header reads and its tensors end
+    within the file (the format: an 8-byte little-endian header length, a JSON header of tensor offsets, the data)."""
+    if not folder.is_dir():
+        return  # a hub id: the download is checked by huggingface_hub
+    for weights in sorted(folder.glob("*.safetensors")):
+        size = weights.stat().st_size
+        with weights.open("rb") as handle:
+            length = int.from_bytes(handle.read(8), "little") if size >= 8 else size
+            try:
+                header = json.loads(handle.read(length)) if 8 + length <= size else None
+            except ValueError:
+                header = None
+        end = _data_end(header)
+        if end is None:
+            raise LorawizError(f"{weights} is damaged or incomplete ({size:,} bytes, its header does not read).",
+                               hint=_WHOLE_COPY_HINT)
+        end += 8 + length
+        if size < end:
+            raise LorawizError(f"{weights} is incomplete: {size:,} of {end:,} bytes (a copy or save cut short).",
+                               hint=_WHOLE_COPY_HINT)
+
+
+def _data_end(header: Any) -> int | None:
+    """Where the last tensor of a safetensors header ends, relative to the data; None for a header that is not one."""
+    if not isinstance(header, dict):
+        return None
+    try:
+        return max((int(entry["data_offsets"][1]) for name, entry in header.items() if name != "__metadata__"),
+                   default=0)
+    except (TypeError, KeyError, IndexError, ValueError):
+        return None
+
+
+_WHOLE_COPY_HINT = ("Copy the folder again, or use a complete checkpoint (the checkpoint-N folders of the "
+                    "training run).")
 
 
 def default_device() -> str:

@@ -160,7 +160,7 @@ def adapt_to_machine(resolved: Any, machine: Any, planned_for: str | None, world
         for precision in ("bf16", "fp16"):
             if getattr(cfg.optimization, precision):
                 change(precision, False, f"this machine has no GPU, so {precision} mixed precision cannot run")
-            elif resolved.source(precision).kind == "recommender":  # its reason spoke of the other precision
+            elif planned_for and resolved.source(precision).kind == "recommender":  # its reason spoke of a GPU
                 changes[precision] = (False, adjusted("no GPU: fp32 on the CPU"))
         optim = cfg.optimization.optim or ""
         if "8bit" in optim or optim.startswith("paged"):

@@ -351,7 +351,7 @@ def _cheapest_fix(model, shape, budget, quant, hardware) -> str:
         seq //= 2
         trial = TrainingShape(**{**base.__dict__, "seq_len": seq, "quantization": "nf4-dq"})
         if estimate_memory(model, trial).total <= budget:
-            return f"shorter sequences: --max-seq-length {seq} fits in 4 bits"
+            return f"shorter sequences: --set max_seq_length={seq} fits in 4 bits"
     need = estimate_memory(model, TrainingShape(**{**base.__dict__, "quantization": "nf4-dq"})).total
     smaller = _largest_fitting_sibling(model, base, budget)
     return (f"a GPU with at least {need / MEMORY_BUDGET / GIB:.0f} GiB free (one GPU must hold the whole model; "

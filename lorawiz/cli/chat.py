@@ -23,7 +23,8 @@ def chat_command(
 ) -> None:
     """Chat with a model through its chat template; answers stream as they are generated.
 
-    In the conversation, /reset starts over and /exit (or Ctrl-D) leaves.
+    In the conversation, /reset starts over and /exit (or Ctrl-D) leaves. Ctrl-C stops an answer and
+    returns to the prompt; Ctrl-C at the prompt leaves (exit code 130), as does Ctrl-C during --prompt.
 
     \b
     Examples:
@@ -32,9 +33,9 @@ def chat_command(
     """
     import sys
 
-    from lorawiz.chat import open_session, repl
-    from lorawiz.console import is_plain
-    from lorawiz.errors import LorawizError
+    from lorawiz.chat import LEFT_BY_INTERRUPT, answer, open_session, repl
+    from lorawiz.console import is_plain, say
+    from lorawiz.errors import INTERRUPTED, LorawizError
     from lorawiz.libraries import hide_optional_kernel_warning, quiet_libraries
 
     hide_optional_kernel_warning()
@@ -51,8 +52,9 @@ def chat_command(
 
     session = open_session(target, base, system, max_new_tokens, temperature)
     if prompt is not None:
-        for piece in session.stream(prompt):
-            write(piece)
-        write("\n")
+        if not answer(session, prompt, write):
+            say("interrupted: the answer was stopped.", stderr=True)
+            raise typer.Exit(INTERRUPTED)
         return
-    repl(session, read=input, write=write)
+    if repl(session, read=input, write=write) == LEFT_BY_INTERRUPT:
+        raise typer.Exit(INTERRUPTED)

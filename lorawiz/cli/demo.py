@@ -14,7 +14,8 @@ from lorawiz.cli._funnel import funnel
 def demo_command(
     output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Where the demo run goes [default: "
                                                     "a new outputs/lorawiz-demo-DATE-TIME folder].")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run already in --output-dir.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a previous demo or training run in "
+                                            "--output-dir (only one lorawiz wrote).")] = False,
 ) -> None:
     """Run the whole journey on built-ins: plan, train with the dashboard, evaluate before and after.
 

@@ -74,7 +74,7 @@ def eval_command(
     label_list = _split_list(labels, "--labels")
     task_list = _split_list(lm_eval, "--lm-eval")
     out = json_out or _default_json_path(target, data)
-    check_writable(out, overwrite)  # before minutes of evaluation, not after
+    check_writable(out, overwrite, flag="--overwrite", inputs=[data, general_data])  # before minutes of work
     if label_list is not None and len(label_list) < 2:
         raise LorawizError(f"--labels {labels}: give at least two labels.", hint="For example --labels yes,no.")
     request = EvalRequest(target, data, base=base, compare_base=compare_base, task=task, labels=label_list,

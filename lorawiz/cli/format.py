@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from lorawiz.cli._funnel import funnel
+from lorawiz.cli._funnel import funnel, reporting_outputs
 from lorawiz.data.formats import SHAPES  # stdlib-only module: cheap at start-up
 
 SHAPE_CHOICES = "|".join(("auto", *SHAPES))
@@ -27,7 +27,8 @@ def format_command(
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Write the good rows; set bad ones aside.")] = False,
     rejects: Annotated[Path | None, typer.Option("--rejects", help="Rejects file for --skip-bad "
                                                  "(default: OUTPUT's name + .rejects.jsonl).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files "
+                                            "(never a folder or an input).")] = False,
 ) -> None:
     """Convert a dataset to canonical chat JSONL ({"messages": [...]} rows, or {"text": ...} for plain text).
 
@@ -48,7 +49,10 @@ def format_command(
 
     opts = ConvertOptions(shape=shape, system=system, text_field=text_field, label_field=label_field,
                           labels=tuple(x.strip() for x in labels.split(",") if x.strip()) if labels else None)
-    report = format_file(input_path, output, opts, skip_bad=skip_bad, rejects=rejects, overwrite=overwrite)
+    side_files = [rejects or output.with_name(output.stem + ".rejects.jsonl"),  # the names format_file gives them
+                  output.with_name(output.stem + ".meta.json")]
+    with reporting_outputs([output], maybe=side_files):
+        report = format_file(input_path, output, opts, skip_bad=skip_bad, rejects=rejects, overwrite=overwrite)
     say(f"shape: {report.shape} ({report.reason})")
     say(f"wrote {report.rows_written} of {report.rows_read} rows to {report.output}")
     if report.rejected:

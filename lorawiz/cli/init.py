@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -29,8 +30,8 @@ def init_command(
     no_input: Annotated[bool, typer.Option("--no-input", help="Never prompt; fail naming the missing flags.")
                         ] = False,
     train: Annotated[bool, typer.Option("--train", help="Start training with the written config.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing files (config, converted data).")
-                         ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing files: converted data, and a "
+                                            "config only if lorawiz init wrote it.")] = False,
 ) -> None:
     """Guided setup: hardware, model, data, task and scenario, then a plan you can adjust, then a config.
 
@@ -44,7 +45,7 @@ def init_command(
       lorawiz init --model meta-llama/Llama-3.1-8B-Instruct --data tickets.csv --task classification
       lorawiz init --model qwen2.5-7b --data train.jsonl --preset memory --yes --config-out run.yaml
     """
-    from lorawiz.console import get_console, say
+    from lorawiz.console import get_console, is_plain, say
     from lorawiz.wizard.flow import InitOptions, run_wizard
     from lorawiz.wizard.prompter import Cancelled, Prompter
 
@@ -52,7 +53,7 @@ def init_command(
                        output_dir=output_dir, hardware=hardware, config_out=config_out, set_items=list(set_ or []),
                        overwrite=overwrite)
     prompter = Prompter.for_flags(yes=yes, no_input=no_input, say=say,
-                                  show=lambda renderable: get_console().print(renderable, soft_wrap=True))
+                                  show=lambda renderable: get_console().print(renderable, soft_wrap=is_plain()))
     try:
         result = run_wizard(opts, prompter)
     except Cancelled:
@@ -62,11 +63,27 @@ def init_command(
     say(f"same setup without questions: {result.command}")
     say(f"train it: {result.train_command}")
     if train or (prompter.interactive and not yes and prompter.confirm("Start training now?", default=False)):
-        from lorawiz.cli._report import reporter
-        from lorawiz.config.resolve import resolve_config
-        from lorawiz.console import is_plain
-        from lorawiz.train.runner import TrainRequest, run_training
+        _start_training(result.config_path, hardware)
 
-        resolved = resolve_config(result.config_path)
-        run_training(TrainRequest(resolved, plain=is_plain(), argv=["train", str(result.config_path)],
-                                  reporter=reporter(), hardware_spec=hardware))
+
+def _start_training(config_path: Path, hardware: str | None) -> None:
+    """Run `lorawiz train CONFIG` as its own process: the command shown is the one that runs, so its hints and its
+    resume line are the train command's, and several GPUs relaunch as they do from the shell."""
+    import shlex
+    import subprocess
+    import sys
+
+    from lorawiz.console import is_plain, say
+
+    argv = ["train", str(config_path), *(["--hardware", hardware] if hardware else []),
+            *(["--plain"] if is_plain() else [])]
+    say(f"running: lorawiz {shlex.join(argv)}")
+    with subprocess.Popen([sys.executable, "-m", "lorawiz", *argv]) as child:
+        while True:
+            try:
+                code = child.wait()
+                break
+            except KeyboardInterrupt:
+                continue  # the child got the same Ctrl-C: it saves a checkpoint and prints how to resume
+    if code:
+        raise typer.Exit(code)

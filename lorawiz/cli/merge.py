@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from lorawiz.cli._funnel import funnel
+from lorawiz.cli._funnel import funnel, reporting_outputs
 
 
 @funnel
@@ -21,13 +22,15 @@ def merge_command(
                                        "weights.")] = "bf16",
     max_shard_size: Annotated[str, typer.Option("--max-shard-size", metavar="SIZE", help="Largest weight file, "
                                                 "e.g. 5GB.")] = "5GB",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a previous merge output (only a folder "
+                                            "lorawiz merge wrote).")] = False,
 ) -> None:
     """Merge a LoRA adapter into its base model: one model folder that loads with from_pretrained.
 
     The base is loaded in 16-bit even if the adapter was trained on a 4-bit base. Before writing, the
     merged model's logits are compared with base + adapter on a few inputs; disk space is checked; the
-    tokenizer and chat template are copied; the folder appears only when complete.
+    tokenizer and chat template are copied; the folder appears only when complete. -o is never the
+    adapter, a training run or a folder inside or around one.
 
     \b
     Examples:
@@ -41,11 +44,26 @@ def merge_command(
     hide_optional_kernel_warning()
     quiet_libraries(plain=is_plain())
 
-    report = merge_adapter(adapter_dir, output, base=base, dtype=dtype, max_shard_size=max_shard_size,
-                           overwrite=overwrite)
+    check_shard_size(max_shard_size)
+    with reporting_outputs([output]):
+        report = merge_adapter(adapter_dir, output, base=base, dtype=dtype, max_shard_size=max_shard_size,
+                               overwrite=overwrite, say=say)
     say(f"merged {adapter_dir} into {report.base} ({report.dtype})")
     say(f"check: largest logit difference from base + adapter {report.max_abs_diff:.3g} (tolerance "
         f"{report.tolerance:.3g}) on {report.inputs} inputs")
     size = report.bytes_written
     say(f"wrote {report.output} ({size / 2**30:.2f} GiB)" if size >= 2**30 else
         f"wrote {report.output} ({size / 2**20:.1f} MiB)")
+
+
+SHARD_SIZE = re.compile(r"^\s*(\d+(\.\d*)?|\.\d+)\s*(TB|GB|MB|KB)\s*$", re.IGNORECASE)  # huggingface_hub's units
+
+
+def check_shard_size(text: str) -> None:
+    """--max-shard-size as huggingface_hub reads it (a number and TB, GB, MB or KB), checked before any model loads."""
+    from lorawiz.errors import LorawizError
+
+    match = SHARD_SIZE.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise LorawizError(f"--max-shard-size {text}: not a size.", hint="Give a number and a unit: 5GB, 500MB or "
+                                                                         "0.5TB.")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from lorawiz.cli._funnel import funnel
+from lorawiz.cli._funnel import funnel, reporting_outputs
 
 
 @funnel
@@ -22,7 +22,8 @@ def mix_command(
                                                "for its share (up-sampling).")] = False,
     tag_source: Annotated[bool, typer.Option("--tag-source", help='Add a "source" field naming each row\'s file.')
                           ] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file "
+                                            "(never a folder or a source).")] = False,
 ) -> None:
     """Mix datasets into one shuffled chat JSONL, each source taking its share of the rows.
 
@@ -42,8 +43,9 @@ def mix_command(
     from lorawiz.data.mix import mix_files, parse_source
 
     parsed = [parse_source(spec) for spec in sources]
-    report = mix_files(parsed, output, size=size, seed=seed, allow_repeat=allow_repeat, tag_source=tag_source,
-                       overwrite=overwrite)
+    with reporting_outputs([output]):
+        report = mix_files(parsed, output, size=size, seed=seed, allow_repeat=allow_repeat, tag_source=tag_source,
+                           overwrite=overwrite)
     rows = [[s.path, s.shape, s.rows, f"{s.share:.1%}", s.count, f"{s.count / report.total:.1%}",
              f"x{s.repeats}" if s.count > s.rows else "no"] for s in report.sources]
     print_table(["source", "shape", "rows", "target", "taken", "achieved", "repeats"], rows)

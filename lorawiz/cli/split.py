@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from lorawiz.cli._funnel import funnel
+from lorawiz.cli._funnel import funnel, reporting_outputs
 from lorawiz.errors import LorawizError
 
 
@@ -29,7 +29,8 @@ def split_command(
         "field, or a chat row's final answer.")] = None,
     dedupe: Annotated[bool, typer.Option("--dedupe", help="Drop rows equal to an earlier one, exactly or up to "
                                          "case and whitespace.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files "
+                                            "(never a folder or an input).")] = False,
 ) -> None:
     """Split a dataset into training, validation and (optionally) test files.
 
@@ -50,8 +51,9 @@ def split_command(
     outputs = {"train": train_out, "val": val_out}
     if test_out is not None:
         outputs["test"] = test_out
-    report = split_file(input_path, outputs, sizes, seed=seed, stratify=stratify, dedupe=dedupe,
-                        overwrite=overwrite)
+    with reporting_outputs(list(outputs.values())):
+        report = split_file(input_path, outputs, sizes, seed=seed, stratify=stratify, dedupe=dedupe,
+                            overwrite=overwrite)
     _render(report, dedupe)
 
 

@@ -27,8 +27,8 @@ def train_command(
     hardware: Annotated[str | None, typer.Option("--hardware", metavar="SPEC", help="Plan as if on this hardware "
                                                  "(see lorawiz plan --help); training still runs here, with the "
                                                  "settings this machine cannot execute changed (and shown).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in the output folder.")
-                         ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the lorawiz run already in the output "
+                                            "folder (never a folder holding other files or runs).")] = False,
     num_processes: Annotated[int | None, typer.Option("--num-processes", metavar="N", help="Data-parallel processes "
                                                       "[default: one per visible GPU].")] = None,
     accelerate_config: Annotated[str | None, typer.Option("--accelerate-config", metavar="FILE", help="An "
@@ -65,8 +65,9 @@ def train_command(
     Values come from built-in defaults < the recommender < --preset < CONFIG < --set < flags; the plan
     printed first shows every value the run uses and where it came from. With --hardware, values this
     machine cannot execute (bf16 on a CPU, 8-bit optimizers without CUDA) are changed, and the plan
-    says so. Ctrl-C saves a checkpoint and prints the command that resumes; --resume continues from
-    the newest complete one. Outputs: the adapter (PEFT format),
+    says so. Ctrl-C (exit 130) or SIGTERM (exit 143) saves a checkpoint and prints the command that
+    resumes; --resume continues from the newest complete one, and says so when the run is finished.
+    One run at a time writes an output folder. Outputs: the adapter (PEFT format),
     tokenizer, lorawiz.yaml (re-runnable), metrics.jsonl, training.log, TensorBoard events,
     all_results.json and a model card.
 

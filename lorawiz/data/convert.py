@@ -91,7 +91,7 @@ def resolve_shape(source: Path, opts: ConvertOptions) -> tuple[str, str]:
     except PreferenceData as exc:
         raise LorawizError(f"{source}: {exc}.", hint="Use a file of conversations or instructions for SFT.") from exc
     except RowProblem as exc:
-        raise LorawizError(f"{source}: {exc.detail}.", hint="Pass --from SHAPE to say which shape it is.") from exc
+        raise LorawizError(f"{source}: {exc.detail}.", hint="`lorawiz format --help` lists the shapes.") from exc
     return detection.shape, detection.reason
 
 
@@ -114,15 +114,17 @@ def format_file(source: str | Path, output: str | Path, opts: ConvertOptions | N
     opts = opts or ConvertOptions()
     if output.exists() and source.exists() and output.resolve() == source.resolve():
         raise LorawizError(f"{output} is the input file.", hint="Write to another path: the input is never modified.")
-    check_writable(output, overwrite)
+    check_writable(output, overwrite, inputs=[source])
     shape, reason = resolve_shape(source, opts)
     report = FormatReport(shape, reason, output=output)
     rejects_path = Path(rejects) if rejects else output.with_name(output.stem + ".rejects.jsonl")
     meta_path = output.with_name(output.stem + ".meta.json")
     if skip_bad:
-        check_writable(rejects_path, overwrite)
+        if rejects_path.resolve() == output.resolve():
+            raise LorawizError(f"--rejects {rejects_path} is also the output.", hint="Give the rejects another path.")
+        check_writable(rejects_path, overwrite, flag="--overwrite", inputs=[source])
     if shape == "classification":
-        check_writable(meta_path, overwrite)
+        check_writable(meta_path, overwrite, inputs=[source])
 
     with atomic_output(output, overwrite) as out, _maybe_rejects(rejects_path if skip_bad else None,
                                                                  overwrite) as bad_out:

@@ -89,8 +89,8 @@ def detect_shape(sample: Iterable[Any], opts: ConvertOptions | None = None) -> D
     votes = Counter(s for s in (_shape_of(r, opts) for r in rows) if s)
     if not votes:
         keys = sorted({k for r in rows if isinstance(r, Mapping) for k in r})[:8]
-        raise RowProblem("unknown shape", f"no known dataset shape in fields {keys}; "
-                                          "name it with --from, or --text-field/--label-field")
+        raise RowProblem("unknown shape", f"no known dataset shape in fields {keys}; name it with "
+                                          "lorawiz format --from SHAPE (or --text-field F --label-field F)")
     shape, count = votes.most_common(1)[0]
     if shape == "preference":
         raise PreferenceData("this is preference data (chosen/rejected pairs), which supervised fine-tuning "

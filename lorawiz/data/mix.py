@@ -86,7 +86,7 @@ def mix_files(sources: list[MixSource], output: str | Path, *, size: int | None 
     for source in sources:
         if Path(source.path).exists() and output.exists() and Path(source.path).resolve() == output.resolve():
             raise LorawizError(f"{output} is also a source.", hint="Write the mix to another path.")
-    check_writable(output, overwrite)
+    check_writable(output, overwrite, inputs=[source.path for source in sources])
 
     for source in sources:
         if not Path(source.path).exists() and not HUB_ID.match(source.path) and not source.path.startswith("builtin:"):

@@ -48,6 +48,7 @@ def iter_rows(path: str | Path) -> Iterator[Row]:
         raise LorawizError(f"{path} not found." if not path.exists() else f"{path} is not a file.",
                            hint="Check the path of the data file.")
     kind = file_kind(path)
+    _check_readable(path)
     if kind == "jsonl":
         yield from _iter_jsonl(path)
     elif kind == "json":
@@ -56,6 +57,15 @@ def iter_rows(path: str | Path) -> Iterator[Row]:
         yield from _iter_csv(path, "\t" if kind == "tsv" else ",")
     else:
         yield from _iter_parquet(path)
+
+
+def _check_readable(path: Path) -> None:
+    """Opening is the only test that asks the file system itself (root, ACLs, read-only binds, network mounts)."""
+    try:
+        path.open("rb").close()
+    except PermissionError as exc:
+        raise LorawizError(f"{path}: permission denied, it cannot be read.",
+                           hint=f"Make it readable (chmod u+r {path}), or give another file.") from exc
 
 
 def _iter_jsonl(path: Path) -> Iterator[Row]:

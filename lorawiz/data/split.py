@@ -142,7 +142,7 @@ def _check_outputs(source: Path, paths: dict[str, Path], overwrite: bool) -> Non
         raise LorawizError("two outputs name the same file.", hint="Give --train-out, --val-out and --test-out "
                                                                    "different paths.")
     for path in paths.values():
-        check_writable(path, overwrite)
+        check_writable(path, overwrite, inputs=[source])
 
 
 def _deal(weights: list[int], group_class: array, n_classes: int, sizes: SplitSizes, seed: int,

@@ -9,22 +9,19 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from lorawiz.errors import LorawizError
+from lorawiz.ownership import check_file_output
 
 
-def check_writable(path: Path, overwrite: bool, flag: str = "--overwrite") -> None:
-    """Refuse to clobber an existing output, or to write into a folder that does not exist."""
-    if path.exists() and not overwrite:
-        raise LorawizError(f"{path} already exists.", hint=f"Choose another output path, or pass {flag} to replace it.")
-    if path.is_dir():
-        raise LorawizError(f"{path} is a directory.", hint="Give a file path for the output.")
-    if not path.parent.exists():
-        raise LorawizError(f"folder {path.parent} does not exist.", hint=f"Create it first: mkdir -p {path.parent}")
+def check_writable(path: Path, overwrite: bool, flag: str = "--overwrite",
+                   inputs: Iterable[str | Path | None] = ()) -> None:
+    """Refuse to clobber an existing output (unless `overwrite`), a folder, an input, or to write into a folder that
+    does not exist: the rule of lorawiz.ownership for file outputs."""
+    check_file_output(Path(path), overwrite, flag, inputs)
 
 
 @contextmanager
@@ -53,6 +50,22 @@ def _create_temp(path: Path) -> tuple[int, str]:
         except FileExistsError:
             continue
     raise FileExistsError(f"no free temporary name beside {path}")
+
+
+def current_umask() -> int:
+    current = os.umask(0)  # read by setting it: there is no other way
+    os.umask(current)
+    return current
+
+
+def normal_permissions(folder: Path, weights_only: bool = True) -> None:
+    """Give the weight files under `folder` (and with weights_only=False the folder itself) the permissions the
+    umask gives, as every other file lorawiz writes has: safetensors and mkdtemp create them owner-only."""
+    umask = current_umask()
+    if not weights_only:
+        os.chmod(folder, 0o777 & ~umask)
+    for weights in Path(folder).rglob("*.safetensors"):
+        os.chmod(weights, 0o666 & ~umask)
 
 
 def write_jsonl_line(handle: IO[str], row: Any) -> None:

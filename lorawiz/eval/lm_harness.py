@@ -1,7 +1,8 @@
 """`lorawiz eval --lm-eval TASKS`: lm-eval-harness benchmarks on the models already in memory (the `eval` extra).
 
 A task is a harness task or group name (hellaswag, arc_easy, mmlu) or the path of a task YAML file, for tasks of
-your own; names are checked before any model loads.
+your own; names are checked before any model loads, and so is the tasks' data when the Hub is unreachable (it must
+then come from the local cache).
 """
 
 from __future__ import annotations
@@ -9,12 +10,18 @@ from __future__ import annotations
 import contextlib
 import difflib
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lorawiz.errors import LorawizError
+
+# What loading a task's data raises when the Hub cannot be reached or the data is not there: datasets' "Couldn't
+# reach ... on the Hub" and huggingface_hub's OfflineModeIsEnabled are ConnectionErrors, a missing dataset or cache
+# entry a FileNotFoundError (DatasetNotFoundError, LocalEntryNotFoundError).
+DATA_ERRORS = (ConnectionError, TimeoutError, FileNotFoundError)
 
 
 @dataclass
@@ -52,7 +59,37 @@ def prepare_tasks(specs: list[str]) -> Harness:
             raise LorawizError(f"--lm-eval {name}: lm-eval has no such task.",
                                hint=(f'Did you mean "{close[0]}"? ' if close else "") + "List them with: lm-eval ls "
                                                                                         "tasks")
+    _check_data_offline(manager, names)
     return Harness(manager, names)
+
+
+def _check_data_offline(manager: Any, names: list[str]) -> None:
+    """Offline, each task's data must be in the cache: load it now (from the cache, quick) rather than fail after
+    the models have been measured. Online, the download happens in run_tasks."""
+    from lorawiz.hub import hub_reachable
+
+    told_offline = _offline_set()
+    if hub_reachable():
+        return
+    for name in names:
+        try:
+            with _quiet():
+                manager.load_task_or_group([name])
+        except DATA_ERRORS as exc:
+            raise _data_error(name, exc, told_offline) from exc
+
+
+def _offline_set() -> bool:
+    return any(os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
+               for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def _data_error(task: str, exc: BaseException, told_offline: bool) -> LorawizError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    why = "HF_HUB_OFFLINE is set" if told_offline else "the Hugging Face Hub is unreachable from here"
+    return LorawizError(f"--lm-eval {task}: its data is not in the local cache and {why} ({first}).",
+                        hint="Run it once where the Hub is reachable (the data is then cached; unset HF_HUB_OFFLINE), "
+                             "or drop --lm-eval.")
 
 
 def run_tasks(harness: Harness, model: Any, tokenizer: Any, limit: int | None, batch_size: int) -> dict[str, Any]:
@@ -60,10 +97,14 @@ def run_tasks(harness: Harness, model: Any, tokenizer: Any, limit: int | None, b
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
+    told_offline = _offline_set()
     with _quiet():
         wrapped = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
-        output = lm_eval.simple_evaluate(model=wrapped, tasks=harness.names, task_manager=harness.manager,
-                                         limit=limit, log_samples=False, bootstrap_iters=0)
+        try:
+            output = lm_eval.simple_evaluate(model=wrapped, tasks=harness.names, task_manager=harness.manager,
+                                             limit=limit, log_samples=False, bootstrap_iters=0)
+        except DATA_ERRORS as exc:  # the network went away after prepare_tasks
+            raise _data_error(",".join(harness.names), exc, told_offline) from exc
     results = {}
     for task, metrics in (output or {}).get("results", {}).items():
         results[task] = {key.split(",")[0]: value for key, value in metrics.items()

@@ -1,8 +1,10 @@
 """Several GPUs or machines: relaunch `lorawiz train` under `accelerate launch` (data parallel by default).
 
 The parent process only launches and waits; every child runs the same command with LORAWIZ_LAUNCHED=1, and the
-process of rank 0 alone prints the plan and dashboard and writes the outputs. An accelerate config file passes
-through unchanged, so FSDP, DeepSpeed and multi-node setups work as accelerate defines them.
+process of rank 0 alone prints the plan and dashboard, writes the outputs and holds the output folder's lock (so
+the run never locks itself out, and a second run is refused however it was launched: torchrun, accelerate, here).
+An accelerate config file passes through unchanged, so FSDP, DeepSpeed and multi-node setups work as accelerate
+defines them.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lorawiz import __version__
-from lorawiz.data.writers import atomic_output
+from lorawiz.data.writers import atomic_output, normal_permissions
 
 SECRET_WORDS = ("token", "secret", "password", "api_key")
 
@@ -39,15 +39,23 @@ def save_outputs(trainer: Any, tokenizer: Any, resolved: Any, result: Any, outpu
     """The adapter (PEFT form), tokenizer, all_results.json and a short model card; returns the final metrics."""
     trainer.save_model(str(output_dir))  # adapter_config.json + adapter_model.safetensors (the best, if loaded)
     tokenizer.save_pretrained(str(output_dir))
-    metrics = dict(result.metrics)
-    evals = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
-    if evals:  # the kept model's evaluation: the best one when it was loaded at the end, else the last
-        kept = trainer.state.best_metric if trainer.args.load_best_model_at_end else None
-        metrics["eval_loss"] = kept if kept is not None else evals[-1]["eval_loss"]
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    metrics.update({"final_loss": losses[-1] if losses else None,
+    normal_permissions(output_dir)  # safetensors writes owner-only (0600) files
+    state = trainer.state
+    metrics = dict(result.metrics)  # train_loss there is the mean over this process's steps, not the last loss
+    evals = [entry for entry in state.log_history if "eval_loss" in entry]
+    kept = state.best_model_checkpoint if trainer.args.load_best_model_at_end else None
+    kept_step = int(Path(kept).name.rsplit("-", 1)[-1]) if kept else None
+    # The kept model's evaluation: the one at the best checkpoint when it was loaded at the end (whatever
+    # metric chose it), else the last one.
+    kept_evals = [entry for entry in evals if entry.get("step") == kept_step] or evals
+    if kept_evals:
+        metrics["eval_loss"], metrics["eval_step"] = kept_evals[-1]["eval_loss"], kept_evals[-1].get("step")
+    losses = [entry for entry in state.log_history if "loss" in entry]
+    metrics.update({"final_loss": losses[-1]["loss"] if losses else None,
+                    "final_loss_step": losses[-1].get("step") if losses else None, "epoch": state.epoch,
                     "train_rows": data_stats["train_rows"], "val_rows": data_stats["val_rows"],
-                    "best_checkpoint": trainer.state.best_model_checkpoint, "global_step": trainer.state.global_step})
+                    "best_checkpoint": state.best_model_checkpoint, "kept_checkpoint": kept,
+                    "global_step": state.global_step})
     with atomic_output(output_dir / "all_results.json", overwrite=True) as handle:
         json.dump(_jsonable(metrics), handle, indent=2)
     _write_model_card(output_dir, resolved.config, metrics, model_name, backend_name)
@@ -65,24 +73,45 @@ def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _write_model_card(output_dir: Path, cfg: Any, metrics: dict[str, Any], model_name: str,
                       backend_name: str) -> None:
+    """README.md: what was trained, how, the run's final numbers, how to load it and how to train it again."""
+    import shlex
+
     from lorawiz.builtin import local_path
+    from lorawiz.config.schema import format_value
+
+    def number(value: Any) -> str:
+        return f"{value:.4f}" if isinstance(value, float) and math.isfinite(value) else str(value)
 
     model_name = local_path(model_name)  # what from_pretrained loads: a builtin: name's folder
-    eval_loss = metrics.get("eval_loss")
+    quantized = "4-bit QLoRA" if cfg.model.load_in_4bit else "8-bit LoRA" if cfg.model.load_in_8bit else "LoRA"
+    precision = "bf16" if cfg.optimization.bf16 else "fp16" if cfg.optimization.fp16 else "fp32"
+    cap = f", capped at max_steps {cfg.training.max_steps}" if cfg.training.max_steps > 0 else ""
+    epochs = metrics.get("epoch")
     lines = [
         "---", f"base_model: {model_name}", "library_name: peft", "tags: [lora, lorawiz]", "---", "",
         f"# LoRA adapter for {model_name}", "",
         f"Trained with lorawiz {__version__} ({backend_name} backend) on `{cfg.data.train_file}`.", "",
-        f"- LoRA rank {cfg.lora.lora_r}, alpha {cfg.lora.lora_alpha}, targets {cfg.lora.lora_target_modules}",
-        f"- {'4-bit QLoRA' if cfg.model.load_in_4bit else '16-bit LoRA'}, learning rate {cfg.training.learning_rate}, "
-        f"{cfg.training.num_train_epochs} epochs, max_seq_length {cfg.data.max_seq_length}",
-        f"- steps: {metrics.get('global_step')}; final training loss: {metrics.get('train_loss')}"
-        + (f"; evaluation loss: {eval_loss}" if eval_loss is not None else ""),
+        f"- LoRA rank {cfg.lora.lora_r}, alpha {cfg.lora.lora_alpha}, targets "
+        f"{format_value(cfg.lora.lora_target_modules)}",
+        f"- {quantized} in {precision}, learning rate {format_value(cfg.training.learning_rate)}, "
+        f"max_seq_length {cfg.data.max_seq_length}",
+        f"- {metrics.get('global_step')} steps, "
+        + (f"{epochs:.2f} of " if isinstance(epochs, int | float) else "")
+        + f"{format_value(cfg.training.num_train_epochs)} epochs{cap}",
+        f"- final training loss: {number(metrics.get('final_loss'))} (step {metrics.get('final_loss_step')})",
+    ]
+    if metrics.get("eval_loss") is not None:
+        kept = Path(metrics["kept_checkpoint"]).name if metrics.get("kept_checkpoint") else "the final weights"
+        lines.append(f"- evaluation loss of the kept model ({kept}): {number(metrics['eval_loss'])} "
+                     f"(step {metrics.get('eval_step')}, {metrics.get('val_rows')} validation rows)")
+    rerun = shlex.join(["lorawiz", "train", str(output_dir.resolve() / "lorawiz.yaml"), "--output-dir"])
+    lines += [
         "", "Load it with:", "", "```python", "from peft import PeftModel",
         "from transformers import AutoModelForCausalLM", "",
         f'base = AutoModelForCausalLM.from_pretrained("{model_name}")',
         f'model = PeftModel.from_pretrained(base, "{output_dir}")', "```", "",
-        "The full configuration is in `lorawiz.yaml`; re-run it with `lorawiz train lorawiz.yaml`.", "",
+        "The full configuration is in `lorawiz.yaml`; train it again with:", "", "```bash",
+        f"{rerun} NEW_DIR", "```", "",
     ]
     with atomic_output(output_dir / "README.md", overwrite=True) as handle:
         handle.write("\n".join(lines))

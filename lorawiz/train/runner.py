@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from lorawiz import __version__
 from lorawiz.errors import LorawizError
-from lorawiz.train.interrupt import INTERRUPTED_EXIT, StopRequest
-
-RUN_FILES = ("lorawiz.yaml", "run.json", "metrics.jsonl", "training.log", "adapter_config.json")
+from lorawiz.train.checkpoints import check_output_dir, check_resume_flags
+from lorawiz.train.interrupt import StopRequest
 
 
 @dataclass
@@ -50,7 +48,7 @@ class TrainRequest:
 @dataclass
 class TrainResult:
     output_dir: Path
-    status: str  # done, interrupted, dry-run
+    status: str  # done, finished (--resume auto found nothing left to train), dry-run
     metrics: dict[str, Any] = field(default_factory=dict)
     best_checkpoint: str | None = None
     seconds: float = 0.0
@@ -81,26 +79,40 @@ class RunContext:
             self.request.reporter.say(text)
 
 
-def check_output_dir(output_dir: Path, resume: str | None, overwrite: bool) -> None:
-    """Refuse to mix runs: a non-empty folder needs --resume (same run) or --overwrite (a lorawiz run only)."""
-    if not output_dir.exists() or not any(output_dir.iterdir()):
-        if resume:
-            raise LorawizError(f"--resume: {output_dir} holds no run to resume.", hint="Start it without --resume.")
-        return
-    if resume:
-        return
-    is_run = any((output_dir / name).exists() for name in RUN_FILES) or any(output_dir.glob("checkpoint-*"))
-    if not overwrite:
-        raise LorawizError(f"{output_dir} already holds {'a training run' if is_run else 'files'}.",
-                           hint="Resume it with --resume auto, replace it with --overwrite, or pick another "
-                                "--output-dir.")
-    if not is_run:
-        raise LorawizError(f"{output_dir} is not empty and is not a lorawiz run; --overwrite only replaces runs.",
-                           hint="Pick another --output-dir.")
-    shutil.rmtree(output_dir)
+def _is_main() -> bool:
+    """The process that checks and writes the output folder: the only one, or rank 0 of a distributed launch."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def run_training(request: TrainRequest) -> TrainResult:
+    """Plan and train as the module docstring says. The main process holds the output folder's lock throughout (a
+    second run there is refused with this one's pid); Ctrl-C or SIGTERM before training unwinds, releases it and
+    says what to do next, with the shell's exit code (130, 143)."""
+    from lorawiz.ownership import hold_output_dir
+    from lorawiz.train.interrupt import exit_code_of, sigterm_unwinds
+
+    check_resume_flags(request.resume, request.overwrite)
+    if request.dry_run or not _is_main():
+        return _plan_and_train(request)
+    output_dir = Path(request.config.config.logging.output_dir).expanduser()
+    with hold_output_dir(output_dir, request.reporter.say), sigterm_unwinds():
+        try:
+            return _plan_and_train(request)
+        except KeyboardInterrupt as exc:
+            request.reporter.say(_interrupted_note(output_dir, request))
+            raise SystemExit(exit_code_of(exc)) from None
+
+
+def _interrupted_note(output_dir: Path, request: TrainRequest) -> str:
+    from lorawiz.train.checkpoints import complete_checkpoints
+
+    done = complete_checkpoints(output_dir)
+    if done:
+        return f"interrupted; the last complete checkpoint is {done[-1]}. Resume with: {_resume_command(request)}"
+    return "interrupted before the first checkpoint: nothing to resume; run the same command again to start over."
+
+
+def _plan_and_train(request: TrainRequest) -> TrainResult:
     from lorawiz.libraries import hide_optional_kernel_warning, quiet_libraries
     from lorawiz.planning import adapt_to_machine, fill_from_plan, gather, make_plan
     from lorawiz.views.plan import render_plan
@@ -119,19 +131,28 @@ def run_training(request: TrainRequest) -> TrainResult:
     backend_name, why, backend = _pick_backend(request, machine)  # before transformers: unsloth patches it
     quiet_libraries(request.plain)
     output_dir = Path(cfg.logging.output_dir).expanduser()
-    is_main = int(os.environ.get("RANK", "0")) == 0
+    is_main = _is_main()
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if is_main and not request.dry_run:
-        check_output_dir(output_dir, request.resume, request.overwrite)
+    asked = request.resume
+    if not request.dry_run:
+        request = replace(request, resume=_resume_here(output_dir, request, is_main))
 
     inputs = gather(request.config, hardware=hardware)
     plan = make_plan(inputs)
     resolved = fill_from_plan(request.config, plan)
     resolved, changes = adapt_to_machine(resolved, machine, planned_for, world)
+    if asked == "auto" and not request.dry_run:
+        finished = _finished(output_dir, resolved, request, is_main, started)
+        if finished is not None:
+            return finished
     ctx = RunContext(request, resolved, inputs, backend, backend_name, output_dir, is_main, world,
                      on_gpu=not machine.is_cpu_only, started=started)
     if is_main:
         request.reporter.show(render_plan(inputs, plan, resolved, request.plain, changes))
+    if is_main and not request.dry_run:
+        from lorawiz.train.diskspace import check_disk_space
+
+        check_disk_space(output_dir, ctx.cfg, inputs.model, plan.steps)
     ctx.say(f"backend: {backend_name} ({why})")
     if not request.dry_run and is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -142,7 +163,36 @@ def run_training(request: TrainRequest) -> TrainResult:
     if request.dry_run:
         _show_dry_run(ctx, data)
         return TrainResult(output_dir, "dry-run", seconds=time.monotonic() - started)
-    return _start(ctx, data)
+    from lorawiz.train.checkpoints import FullDiskStops
+
+    with FullDiskStops(output_dir, _resume_command(request)):  # names the last complete checkpoint
+        return _start(ctx, data)
+
+
+def _resume_here(output_dir: Path, request: TrainRequest, is_main: bool) -> str | None:
+    """The main process checks the folder (and clears a run stopped before its first checkpoint); the others follow
+    it: where no checkpoint is complete, `--resume auto` starts from the beginning there too."""
+    if is_main:
+        return check_output_dir(output_dir, request.resume, request.overwrite, request.reporter.say)
+    from lorawiz.train.checkpoints import complete_checkpoints
+
+    return None if request.resume == "auto" and not complete_checkpoints(output_dir) else request.resume
+
+
+def _finished(output_dir: Path, resolved: Any, request: TrainRequest, is_main: bool, started: float
+              ) -> TrainResult | None:
+    """`--resume auto` on a run that ended normally and has nothing left to train: say so and train nothing."""
+    from lorawiz.train.checkpoints import finished_run
+
+    done = finished_run(output_dir, resolved.config)
+    if done is None:
+        return None
+    if is_main:
+        request.reporter.say(f"{output_dir} holds a finished run (step {done['global_step']}, adapter and "
+                             "all_results.json written): nothing to train.")
+        request.reporter.say("To train longer, raise --max-steps or --num-train-epochs with --resume auto; to start "
+                             "over, use --overwrite (without --resume) or another --output-dir.")
+    return TrainResult(output_dir, "finished", dict(done), seconds=time.monotonic() - started)
 
 
 def _probe_machine(cfg: Any) -> Any:
@@ -201,7 +251,7 @@ def _start(ctx: RunContext, data: Any) -> TrainResult:
     checkpoint = None
     if ctx.request.resume:
         checkpoint = find_resume_checkpoint(ctx.output_dir, ctx.request.resume)
-        check_fingerprints(ctx.output_dir, config_fp, data_fp)
+        check_fingerprints(ctx.output_dir, config_fp, data_fp, checkpoint)
         ctx.say(f"resuming from {checkpoint}")
     if ctx.is_main:
         write_run_config(ctx.output_dir, ctx.resolved)
@@ -298,12 +348,15 @@ def _train_once(ctx: RunContext, data: Any, checkpoint: Path | None, fingerprint
         ctx.say(f"stopped by {stop.signal_name} at step {trainer.state.global_step}; a checkpoint was saved in "
                 f"{ctx.output_dir}.")
         ctx.say(f"resume with: {_resume_command(ctx.request)}")
-        raise SystemExit(INTERRUPTED_EXIT)
+        raise SystemExit(stop.exit_code)  # 130 for Ctrl-C, 143 for SIGTERM
     if ctx.is_main:
         from lorawiz.train.outputs import save_outputs
 
         save_outputs(trainer, loaded.tokenizer, ctx.resolved, result, ctx.output_dir, ctx.inputs.model.name,
                      ctx.backend_name, data.stats)
+        from lorawiz.train.checkpoints import mark_finished
+
+        mark_finished(ctx.output_dir, trainer.state.global_step, ctx.cfg)  # `--resume auto` then trains nothing
         ctx.say(f"saved the adapter, tokenizer and results in {ctx.output_dir}")
     return TrainResult(ctx.output_dir, "done", dict(result.metrics), trainer.state.best_model_checkpoint,
                        time.monotonic() - ctx.started)

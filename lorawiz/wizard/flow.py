@@ -1,4 +1,5 @@
-"""The wizard's journey: hardware -> model -> data -> task and preset -> plan (change any value) -> config file.
+"""The wizard's journey: hardware -> model -> data (measured first) -> task and preset -> the files made from the
+data (wizard/data.py) -> plan (change any value) -> config file.
 
 Each step reads its flag first and asks only when the flag was not given. The end is a commented YAML config that
 `lorawiz train` runs, the equivalent non-interactive command, and the train command.
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lorawiz.errors import LorawizError
+from lorawiz.wizard.data import CREATED, choose_data, inspect_data, prepare_data, suggested_task
 from lorawiz.wizard.prompter import Prompter
 
 TASK_HELP = {
@@ -25,9 +27,7 @@ SUGGESTED_MODELS = ("meta-llama/Llama-3.2-1B-Instruct", "meta-llama/Llama-3.2-3B
                     "meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen3-14B", "Qwen/Qwen2.5-32B-Instruct",
                     "meta-llama/Llama-3.3-70B-Instruct")
 OTHER = "__other__"
-
-
-CREATED: list[Path] = []  # data files the wizard wrote on the way, removed again if the user cancels
+DOES_NOT_FIT = 3  # the exit code of a plan that does not fit, as `lorawiz plan` uses
 
 
 @dataclass
@@ -63,17 +63,6 @@ def _check_model(answer: str) -> str | None:
     return None
 
 
-def _check_data(answer: str) -> str | None:
-    path = Path(answer.strip()).expanduser()
-    if not answer.strip():
-        return "give the path of a data file"
-    if answer.startswith("builtin:"):
-        return None
-    if not path.is_file():
-        return f"{path} not found"
-    return None
-
-
 def choose_model(opts: InitOptions, prompter: Prompter, hardware: Any) -> str | None:
     if opts.model:
         problem = _check_model(opts.model)
@@ -83,94 +72,39 @@ def choose_model(opts: InitOptions, prompter: Prompter, hardware: Any) -> str | 
         return opts.model
     if not prompter.interactive:
         return prompter.required("--model", "", _check_model)
-    from lorawiz.catalog import find_model
-    from lorawiz.memory import GIB, TrainingShape, estimate_memory
-
-    budget = (hardware.smallest_gpu_free_bytes or hardware.ram_bytes or 0) * 0.9
-    choices = []
-    for name in SUGGESTED_MODELS:
-        facts = find_model(name)
-        need = estimate_memory(facts, TrainingShape(quantization="nf4-dq", seq_len=1024,
-                                                    on_gpu=not hardware.is_cpu_only)).total
-        fits = "fits" if not budget or need <= budget else "too big"
-        choices.append((name, f"{name:<34} {facts.parameters()['total'] / 1e9:4.1f}B "
-                              f"{need / GIB:4.1f} GiB 4-bit, {fits}"))
-    choices.append((OTHER, "another model: a hub id or a local folder"))
-    # The default: the largest suggestion up to 8B that fits; bigger ones train far slower for a first run.
-    fitting = [n for n, title in choices if title.endswith("fits") and find_model(n).parameters()["total"] < 9e9]
-    default = fitting[-1] if fitting else SUGGESTED_MODELS[0]
+    choices, default = _model_choices(hardware)  # what fits the hardware in the panel above
     chosen = prompter.select("Base model", choices, default)
     if chosen == OTHER:
         chosen = prompter.text("Hub id or local folder", "", _check_model).strip()
     return chosen
 
 
-def choose_data(opts: InitOptions, prompter: Prompter) -> str | None:
-    if opts.data:
-        problem = _check_data(opts.data)
-        if problem:
-            raise LorawizError(f"--data {opts.data}: {problem}.", hint="Give an existing data file.")
-        return opts.data
-    answer = prompter.required("--data", "Training data (JSONL, JSON, CSV/TSV, Parquet)", _check_data)
-    return answer.strip() if answer else None
+def _model_choices(hardware: Any) -> tuple[list[tuple[str, str]], str]:
+    """The suggestions with the memory each needs on `hardware` and whether that fits; without a GPU, the
+    built-in tiny model first (it trains in seconds on a CPU) and fp32 figures, as a CPU trains (4-bit is for GPUs)."""
+    from lorawiz.catalog import find_model
+    from lorawiz.memory import GIB, TrainingShape, estimate_memory
+    from lorawiz.recommend import MEMORY_BUDGET
 
-
-def prepare_data(data: str, opts: InitOptions, prompter: Prompter, task: str) -> tuple[str, str | None]:
-    """Show the data's statistics; offer to convert, to hold out validation rows and (domain) to mix."""
-    if data.startswith("builtin:"):
-        return data, opts.val_data
-    from lorawiz.data.stats import inspect_file
-
-    stats = inspect_file(data)
-    bad = sum(e["count"] for e in stats.bad_rows.values())
-    prompter.say(f"data: {stats.rows:,} rows, shape {stats.shape} ({stats.shape_reason}); {stats.length.unit} p50 "
-         f"{stats.length.p50:,}, p95 {stats.length.p95:,}, p99 {stats.length.p99:,}"
-         + (f"; {bad:,} bad rows" if bad else ""))
-    path = Path(data)
-    if stats.shape not in ("messages", "text") or bad:
-        target = path.with_name(path.stem + ".chat.jsonl")
-        why = "has bad rows" if bad else f"is in {stats.shape} shape"
-        if prompter.confirm(f"The file {why}. Write a clean chat copy to {target} (lorawiz format"
-                            f"{' --skip-bad' if bad else ''})?", default=bool(bad)):
-            from lorawiz.data.convert import format_file
-
-            report = format_file(path, target, skip_bad=bool(bad), overwrite=opts.overwrite)
-            CREATED.extend(p for p in (target, report.rejects_path, report.meta_path) if p)
-            prompter.say(f"wrote {report.rows_written:,} rows to {target}")
-            path = target
-    val = opts.val_data
-    if val is None and prompter.confirm("Hold out 10% of the rows as a validation file (lorawiz split)?",
-                                        default=False):
-        from lorawiz.data.split import SplitSizes, split_file
-
-        train_out, val_out = path.with_name(path.stem + ".train.jsonl"), path.with_name(path.stem + ".val.jsonl")
-        report = split_file(path, {"train": train_out, "val": val_out}, SplitSizes(val_ratio=0.1),
-                            overwrite=opts.overwrite)
-        CREATED.extend((train_out, val_out))
-        prompter.say(f"split: {report.counts['train']:,} training rows in {train_out}, {report.counts['val']:,} in "
-                     f"{val_out}")
-        path, val = train_out, str(val_out)
-    if task == "domain" and prompter.confirm("Mix general instruction data into it against forgetting "
-                                             "(lorawiz mix)?", default=False):
-        general = prompter.text("General data file", "", _check_data).strip()
-        share = prompter.text("Share of general data in the mix (0-1)", "0.2", _check_share)
-        from lorawiz.data.mix import MixSource, mix_files
-
-        mixed = path.with_name(path.stem + ".mixed.jsonl")
-        report = mix_files([MixSource(str(path), 1 - float(share)), MixSource(general, float(share))], mixed,
-                           overwrite=opts.overwrite)
-        CREATED.append(mixed)
-        prompter.say(f"mixed {report.total:,} rows into {mixed}")
-        path = mixed
-    return str(path), val
-
-
-def _check_share(answer: str) -> str | None:
-    try:
-        value = float(answer)
-    except ValueError:
-        return "give a number between 0 and 1"
-    return None if 0 < value < 1 else "give a number between 0 and 1"
+    cpu = hardware.is_cpu_only
+    budget = ((hardware.ram_bytes if cpu else hardware.smallest_gpu_free_bytes) or 0) * MEMORY_BUDGET
+    shape = (TrainingShape(precision="fp32", quantization="none", seq_len=1024, on_gpu=False) if cpu
+             else TrainingShape(quantization="nf4-dq", seq_len=1024))
+    choices, fitting = [], []
+    if cpu:
+        choices.append(("builtin:tiny", f"{'builtin:tiny':<34}  tiny, trains in seconds, fits"))
+    for name in SUGGESTED_MODELS:
+        facts = find_model(name)
+        need = estimate_memory(facts, shape).total
+        fits = ("fit unknown (RAM unknown)" if cpu else "fit unknown") if not budget else (
+            "fits" if need <= budget else "too big")
+        choices.append((name, f"{name:<34} {facts.parameters()['total'] / 1e9:4.1f}B {need / GIB:4.1f} GiB "
+                              f"{'fp32' if cpu else '4-bit'}, {fits}"))
+        if fits == "fits" and facts.parameters()["total"] < 9e9:  # bigger ones train far slower for a first run
+            fitting.append(name)
+    choices.append((OTHER, "another model: a hub id or a local folder"))
+    default = "builtin:tiny" if cpu else fitting[-1] if fitting else SUGGESTED_MODELS[0]
+    return choices, default
 
 
 def _fit(title: str, width: int = 74) -> str:
@@ -178,12 +112,12 @@ def _fit(title: str, width: int = 74) -> str:
     return title if len(title) <= width else title[: width - 1].rstrip() + "…"
 
 
-def choose_task_and_preset(opts: InitOptions, prompter: Prompter) -> tuple[str, str]:
+def choose_task_and_preset(opts: InitOptions, prompter: Prompter, suggested: str = "chat") -> tuple[str, str]:
     from lorawiz.config.schema import TASKS
     from lorawiz.presets import preset_info
 
     task = opts.task or prompter.select("What should the model learn?",
-                                        [(t, _fit(f"{t:<15} {TASK_HELP.get(t, '')}")) for t in TASKS], "chat")
+                                        [(t, _fit(f"{t:<15} {TASK_HELP.get(t, '')}")) for t in TASKS], suggested)
     if task not in TASKS:
         raise LorawizError(f"--task {task}: unknown task.", hint=f"Use one of: {', '.join(TASKS)}.")
     scenarios = ("quick", "standard", "production", "memory", "time")
@@ -203,6 +137,7 @@ def resolve(values_flags: dict[str, Any], preset: str, set_items: list[str]) -> 
 
 def plan_step(flags: dict[str, Any], preset: str, opts: InitOptions, prompter: Prompter) -> tuple[Any, Any, list]:
     """Show the plan; in a terminal, let the user change any value and re-check the fit."""
+    from lorawiz.config.schema import format_value
     from lorawiz.planning import fill_from_plan, gather, make_plan
     from lorawiz.views.plan import render_plan
 
@@ -214,17 +149,28 @@ def plan_step(flags: dict[str, Any], preset: str, opts: InitOptions, prompter: P
         filled = fill_from_plan(resolved, plan)
         prompter.show(render_plan(inputs, plan, filled, plain=not prompter.interactive))
         if not prompter.interactive or prompter.accept_defaults:
+            if not plan.fits:
+                raise _does_not_fit(plan)
             return filled, plan, set_items
         names = list(plan.values)
-        action = prompter.select("Plan", [("accept", "looks good: write the config"),
-                                          ("change", "change a value")], "accept")
+        options = ([("accept", "looks good: write the config"), ("change", "change a value")] if plan.fits else
+                   [("change", "change a value: this plan does not fit"), ("accept", "write the config anyway")])
+        action = prompter.select("Plan", options, "accept" if plan.fits else "change")
         if action == "accept":
             return filled, plan, set_items
-        shown = {n: filled.value(n) for n in names}
+        shown = {n: format_value(filled.value(n)) if filled.value(n) is not None else "" for n in names}
         name = prompter.select("Which value? (type to filter)", [(n, f"{n} = {shown[n]}") for n in names],
                                names[0], search=True)
-        value = prompter.text(f"New value for {name}", str(shown[name]), _value_checker(name))
+        value = prompter.text(f"New value for {name}", shown[name], _value_checker(name))
         set_items.append(f"{name}={value.strip()}")
+
+
+def _does_not_fit(plan: Any) -> LorawizError:
+    from lorawiz.memory import GIB
+
+    return LorawizError(f"the plan does not fit: predicted peak memory {plan.memory.total / GIB:.1f} GiB, "
+                        f"{plan.budget_bytes / GIB:.1f} GiB usable; no config was written.",
+                        hint=f"Cheapest change: {plan.alternative}.", exit_code=DOES_NOT_FIT)
 
 
 def _value_checker(name: str):
@@ -249,15 +195,27 @@ def write_config(path: Path, filled: Any) -> None:
     """A sectioned YAML config with a comment on every line: the value's source and why (untouched built-in
     defaults left out: `lorawiz train` supplies the same)."""
     from lorawiz.config.files import write_config_file
+    from lorawiz.config.schema import format_value
 
     values = filled.flat()
     comments, skip = {}, {}
     for name, value in values.items():
         source = filled.source(name)
         skip[name] = value is None or source.kind == "default"
-        comments[name] = source.explained
-    header = "# lorawiz config written by `lorawiz init`. Train with: lorawiz train " + str(path)
+        # a value set at the plan step (or with --set) reads as typed there: "--set learning_rate=2e-4"
+        comments[name] = f"--set {name}={format_value(value)}" if source.kind == "set" else source.explained
+    from lorawiz.ownership import INIT_HEADER
+
+    header = f"{INIT_HEADER} Train with: lorawiz train {path}"  # the header marks it as init's to replace
     write_config_file(path, values, header, comments, skip)
+
+
+def _slug(name: str) -> str:
+    """A folder-name part: "builtin:tiny" -> "tiny", "meta-llama/Llama-3.1-8B" -> "llama-3.1-8b" (no ":")."""
+    import re
+
+    last = name.removeprefix("builtin:").rstrip("/").rsplit("/", 1)[-1].lower()
+    return re.sub(r"[^a-z0-9._-]+", "-", last).strip("-.") or "run"
 
 
 def run_wizard(opts: InitOptions, prompter: Prompter) -> WizardResult:
@@ -291,15 +249,19 @@ def _journey(opts: InitOptions, prompter: Prompter) -> WizardResult:
     hardware = parse_hardware_spec(opts.hardware) if opts.hardware else probe(opts.output_dir or ".")
     _show_hardware(hardware, prompter)
     model = choose_model(opts, prompter, hardware)
-    data = choose_data(opts, prompter)
+    data = choose_data(opts.data, prompter)
     prompter.raise_missing()
-    task, preset = choose_task_and_preset(opts, prompter)
-    data, val = prepare_data(data, opts, prompter, task)
-    output_dir = opts.output_dir or f"outputs/{Path(model).name.lower()}-{Path(data).stem.split('.')[0]}"
+    stats = inspect_data(data, prompter)  # first, so that the task question can default from what is in it
+    task, preset = choose_task_and_preset(opts, prompter, suggested_task(data, stats))
+    data, val = prepare_data(data, stats, opts, prompter, task)
+    output_dir = opts.output_dir or f"outputs/{_slug(model)}-{_slug(Path(data).stem.split('.')[0])}"
     config_out = Path(opts.config_out or "lorawiz.yaml")
-    if config_out.exists() and not opts.overwrite and not prompter.confirm(
-            f"{config_out} exists. Replace it?", default=False):
-        raise LorawizError(f"{config_out} already exists.", hint="Pass --config-out FILE, or --overwrite.")
+    if config_out.exists():
+        from lorawiz.ownership import check_config_replaceable
+
+        check_config_replaceable(config_out)  # only a config lorawiz init wrote, whatever the flags and answers
+        if not opts.overwrite and not prompter.confirm(f"{config_out} exists. Replace it?", default=False):
+            raise LorawizError(f"{config_out} already exists.", hint="Pass --config-out FILE, or --overwrite.")
     flags = {"model_name_or_path": model, "train_file": data, "task": task, "output_dir": output_dir}
     if val:
         flags["validation_file"] = val

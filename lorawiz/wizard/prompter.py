@@ -47,16 +47,18 @@ class Prompter:
     def _ask(self, question: Any) -> Any:
         return _ask_or_cancel(question)
 
-    def required(self, flag: str, message: str, validate: Validator, default: str | None = None) -> str | None:
+    def required(self, flag: str, message: str, validate: Validator, default: str | None = None,
+                 path: bool = False) -> str | None:
         """A value the run cannot do without: asked, else missing (and reported with the others)."""
         if not self.interactive:
             if default is not None:
                 return default
             self.missing.flags.append(flag)
             return None
-        return self.text(message, default or "", validate)
+        return self.text(message, default or "", validate, path=path)
 
-    def text(self, message: str, default: str, validate: Validator | None = None) -> str:
+    def text(self, message: str, default: str, validate: Validator | None = None, path: bool = False) -> str:
+        """Free text; `path`: a file path, which Tab completes."""
         import questionary
 
         def check(answer: str) -> bool | str:
@@ -65,7 +67,13 @@ class Prompter:
             reason = validate(answer)
             return True if reason is None else reason
 
-        return self._ask(questionary.text(message, default=default, validate=check, **self._io()))
+        if not path:
+            return self._ask(questionary.text(message, default=default, validate=check, **self._io()))
+        from prompt_toolkit.shortcuts import CompleteStyle
+
+        # as a shell does: Tab inserts what all matches share (a second Tab lists them), and Enter answers
+        return self._ask(questionary.path(message, default=default, validate=check,
+                                          complete_style=CompleteStyle.READLINE_LIKE, **self._io()))
 
     def select(self, message: str, choices: Sequence[tuple[Any, str]], default: Any, search: bool = False) -> Any:
         """One of `choices` (value, title); the default when not asking. `search`: typing filters the list."""
@@ -83,7 +91,9 @@ class Prompter:
             return default
         import questionary
 
-        return bool(self._ask(questionary.confirm(message, default=default, **self._io())))
+        # auto_enter=False: y or n, then Enter. Answering on the key alone left the Enter typed after it for the
+        # next question (prompt_toolkit keeps unread keys as typeahead for the next prompt), which it then took.
+        return bool(self._ask(questionary.confirm(message, default=default, auto_enter=False, **self._io())))
 
     def raise_missing(self) -> None:
         if self.missing.flags:

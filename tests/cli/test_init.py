@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -13,7 +14,8 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from lorawiz.errors import LorawizError
-from lorawiz.wizard.flow import InitOptions, run_wizard
+from lorawiz.hardware import parse_hardware_spec
+from lorawiz.wizard.flow import InitOptions, _model_choices, run_wizard
 from lorawiz.wizard.prompter import Cancelled, Prompter
 from tests.conftest import subprocess_env
 
@@ -29,10 +31,11 @@ def data(tmp_path):
     return path
 
 
-def drive(keys: list[str], opts: InitOptions):
+def drive(keys: list[str], opts: InitOptions, said: list[str] | None = None):
     """Run the wizard with `keys` typed, one prompt's worth at a time (each prompt reads what is waiting)."""
     with create_pipe_input() as pipe:
-        prompter = Prompter(interactive=True, input=pipe, output=DummyOutput())
+        prompter = Prompter(interactive=True, input=pipe, output=DummyOutput(),
+                            say=said.append if said is not None else lambda text: None)
         feeder = threading.Thread(target=_feed, args=(pipe, keys), daemon=True)
         feeder.start()
         try:
@@ -56,7 +59,7 @@ def test_a_whole_journey_by_prompts_writes_a_config_that_trains(tmp_path, data):
             f"{data}{ENTER}",  # data path
             ENTER,  # task: chat
             ENTER,  # preset: standard
-            "n",  # no validation split file
+            "n" + ENTER,  # no validation split file
             ENTER]  # plan: accept
     result = drive(keys, opts)
     written = yaml.safe_load(out.read_text())
@@ -73,7 +76,7 @@ def test_changing_a_value_at_the_plan_step_rechecks_it(tmp_path, data):
     out = tmp_path / "run.yaml"
     opts = InitOptions(model="llama3.2-1b", data=str(data), task="chat", preset="standard", hardware="a100-80gb",
                        config_out=str(out))
-    keys = ["n",  # no split
+    keys = ["n" + ENTER,  # no split
             DOWN + ENTER,  # plan: change a value
             "lora_r" + ENTER,  # which value (type to filter)
             CLEAR_LINE + "0" + ENTER,  # out of range: asked again
@@ -94,7 +97,7 @@ def test_ctrl_c_at_a_prompt_writes_nothing(tmp_path, data):
 def test_a_missing_path_is_asked_again(tmp_path, data):
     out = tmp_path / "run.yaml"
     opts = InitOptions(model="llama3.2-1b", task="chat", preset="quick", hardware="t4", config_out=str(out))
-    drive([f"{tmp_path / 'nope.jsonl'}{ENTER}", CLEAR_LINE + f"{data}{ENTER}", "n", ENTER], opts)
+    drive([f"{tmp_path / 'nope.jsonl'}{ENTER}", CLEAR_LINE + f"{data}{ENTER}", "n" + ENTER, ENTER], opts)
     assert yaml.safe_load(out.read_text())["data"]["train_file"] == str(data)
 
 
@@ -127,5 +130,132 @@ def test_ctrl_c_after_a_split_removes_the_files_it_wrote(tmp_path, data):
     opts = InitOptions(model="llama3.2-1b", data=str(data), task="chat", preset="quick", hardware="t4",
                        config_out=str(out))
     with pytest.raises(Cancelled):
-        drive(["y", CTRL_C], opts)  # split into train/val files, then Ctrl-C at the plan
+        drive(["y" + ENTER, CTRL_C], opts)  # split into train/val files, then Ctrl-C at the plan
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tickets.jsonl"]
+
+
+def _alpaca(tmp_path, answer):
+    """200 rows in alpaca shape, so that the wizard offers a clean chat copy."""
+    path = tmp_path / "tickets.jsonl"
+    path.write_text("".join(json.dumps({"instruction": f"ticket {i} " * 10, "output": answer(i)}) + "\n"
+                            for i in range(200)))
+    return path
+
+
+def test_a_y_n_answer_and_the_enter_after_it_answer_only_their_own_question(tmp_path):
+    """y and Enter arrive together; the confirm used to answer on the y alone and leave the Enter (prompt_toolkit's
+    typeahead) to the next question, which then took its default unseen."""
+    data = _alpaca(tmp_path, lambda i: f"a free answer, number {i}")
+    opts = InitOptions(model="llama3.2-1b", data=str(data), preset="quick", hardware="t4",
+                       config_out=str(tmp_path / "run.yaml"))
+    result = drive([ENTER,  # task: the suggestion
+                    "y" + ENTER,  # a clean chat copy: yes
+                    "y" + ENTER,  # a validation split: yes
+                    ENTER], opts)  # plan: accept
+    assert result.values["task"] == "chat"  # free answers: not a label set
+    assert result.values["train_file"] == str(tmp_path / "tickets.chat.train.jsonl")
+    assert result.values["validation_file"] == str(tmp_path / "tickets.chat.val.jsonl")
+
+
+def test_the_task_question_comes_after_the_data_and_suggests_classification_for_labels(tmp_path, data):
+    said: list[str] = []
+    opts = InitOptions(model="llama3.2-1b", data=str(data), preset="quick", hardware="t4",
+                       config_out=str(tmp_path / "run.yaml"))
+    result = drive([ENTER, "n" + ENTER, ENTER], opts, said)  # task: the suggestion; no split; accept
+    assert result.values["task"] == "classification"  # every answer is one of a few labels ("billing")
+    assert said[0].startswith("data: 200 rows, shape messages")
+
+
+def test_a_converted_copy_from_an_earlier_run_is_reused_when_identical_else_kept_beside(tmp_path):
+    data = _alpaca(tmp_path, lambda i: ("fire", "flood")[i % 2])
+    keys = ["y" + ENTER, "n" + ENTER, ENTER]  # a chat copy: yes; no split; accept
+    copy, other = tmp_path / "tickets.chat.jsonl", tmp_path / "tickets.chat-2.jsonl"
+
+    def run(n: int, typed: list[str] = keys, said: list[str] | None = None):
+        return drive(typed, InitOptions(model="llama3.2-1b", data=str(data), task="classification", preset="quick",
+                                        hardware="t4", config_out=str(tmp_path / f"run{n}.yaml")), said)
+
+    assert run(1).values["train_file"] == str(copy)
+    said: list[str] = []
+    assert run(2, said=said).values["train_file"] == str(copy) and not other.exists()
+    assert f"{copy} is already there with the same content: using it" in said
+    copy.write_text(copy.read_text().replace("ticket 1 ", "TICKET 1 ", 1))  # edited by hand since
+    edited = copy.read_text()
+    assert run(3).values["train_file"] == str(other) and copy.read_text() == edited
+    with pytest.raises(Cancelled):  # reuses tickets.chat-2.jsonl, then Ctrl-C: what it reused stays
+        run(4, ["y" + ENTER, "n" + ENTER, CTRL_C])
+    assert copy.read_text() == edited and other.is_file() and not (tmp_path / "tickets.chat-3.jsonl").exists()
+
+
+def test_built_in_names_make_an_output_folder_without_colons(tmp_path):
+    result = run_wizard(InitOptions(model="builtin:tiny", data="builtin:triage", hardware="cpu",
+                                    config_out=str(tmp_path / "run.yaml")), Prompter(interactive=False))
+    assert result.values["output_dir"] == "outputs/tiny-triage"
+    assert result.values["task"] == "classification"  # six incident categories
+
+
+def test_without_a_gpu_the_model_list_offers_builtin_tiny_and_marks_what_fits(tmp_path):
+    box = tmp_path / "box.json"
+    box.write_text(json.dumps({"gpus": [], "ram_bytes": 16 * 2**30, "cpu_cores": 4}))
+    choices, default = _model_choices(parse_hardware_spec(str(box)))
+    titles = dict(choices)
+    assert next(iter(titles)) == "builtin:tiny" == default
+    assert titles["meta-llama/Llama-3.2-1B-Instruct"].endswith("fp32, fits")
+    assert titles["meta-llama/Llama-3.3-70B-Instruct"].endswith("fp32, too big")
+    unknown = dict(_model_choices(parse_hardware_spec("cpu"))[0])  # a CPU spec: its RAM is not known
+    assert unknown["Qwen/Qwen2.5-7B-Instruct"].endswith("fit unknown (RAM unknown)")
+    result = drive([ENTER, ENTER], InitOptions(data="builtin:triage", task="classification", preset="quick",
+                                               hardware=str(box), config_out=str(tmp_path / "run.yaml")))
+    assert result.values["model_name_or_path"] == "builtin:tiny"
+
+
+def test_yes_with_a_plan_that_does_not_fit_exits_3_with_a_change_that_works(tmp_path, data):
+    out = tmp_path / "run.yaml"
+    command = [sys.executable, "-m", "lorawiz", "init", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--data",
+               str(data), "--task", "chat", "--preset", "quick", "--hardware", "t4", "--config-out", str(out),
+               "--set", "load_in_4bit=false", "--yes"]
+    refused = subprocess.run(command, capture_output=True, text=True, env=subprocess_env(CI="true"),
+                             stdin=subprocess.DEVNULL)
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "the plan does not fit" in refused.stderr and not out.exists()
+    change = re.search(r"Cheapest change: .*\((--set \S+)\)", refused.stderr)
+    assert change, refused.stderr
+    done = subprocess.run(command + change.group(1).split(), capture_output=True, text=True,
+                          env=subprocess_env(CI="true"), stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert yaml.safe_load(out.read_text())["model"]["load_in_4bit"] is True
+
+
+def test_values_at_the_plan_step_and_in_the_config_read_as_typed(tmp_path, data):
+    out = tmp_path / "run.yaml"
+    opts = InitOptions(model="llama3.2-1b", data=str(data), task="chat", preset="standard", hardware="a100-80gb",
+                       config_out=str(out))
+    keys = ["n" + ENTER,  # no split
+            DOWN + ENTER, "learning_rate" + ENTER, ENTER,  # change learning_rate: keep the value offered
+            DOWN + ENTER, "packing" + ENTER, ENTER,  # and packing
+            ENTER]  # plan: accept
+    result = drive(keys, opts)
+    rate = re.search(r"--set learning_rate=(\S+)", result.command)
+    assert rate and re.fullmatch(r"\d(\.\d+)?e-\d+", rate.group(1)), result.command  # 2e-4, not 0.0002
+    assert "--set packing=false" in result.command
+    text = out.read_text()
+    assert f"  # --set learning_rate={rate.group(1)}" in text and "packing: false  # --set packing=false" in text
+
+
+def test_tab_completes_the_data_path(tmp_path, data):
+    opts = InitOptions(model="llama3.2-1b", task="chat", preset="quick", hardware="t4",
+                       config_out=str(tmp_path / "run.yaml"))
+    result = drive([f"{tmp_path}/tick", "\t", ENTER, "n" + ENTER, ENTER], opts)
+    assert result.values["train_file"] == str(data)
+
+
+def test_train_runs_the_printed_train_command(tmp_path):
+    """--train hands over to `lorawiz train CONFIG` itself, so its hints and resume line name that command."""
+    out = tmp_path / "run.yaml"
+    done = subprocess.run([sys.executable, "-m", "lorawiz", "init", "--model", "builtin:tiny", "--data",
+                           "builtin:triage", "--config-out", str(out), "--output-dir", str(tmp_path / "o"), "--yes",
+                           "--set", "max_steps=2", "--train"], capture_output=True, text=True,
+                          env=subprocess_env(CI="true"), stdin=subprocess.DEVNULL, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"running: lorawiz train {out} --plain" in done.stdout
+    assert (tmp_path / "o" / "adapter_model.safetensors").is_file()

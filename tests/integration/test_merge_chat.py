@@ -60,18 +60,25 @@ def test_merged_model_loads_alone_and_matches_base_plus_adapter(tmp_path, adapte
 
 def test_merge_refuses_to_overwrite_and_non_adapters(tmp_path, adapter):
     from lorawiz.merge import merge_adapter
+    from lorawiz.ownership import MERGE_MARKER
 
     folder, base = adapter
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
     with pytest.raises(LorawizError, match="already exists"):
         merge_adapter(folder, tmp_path / "out")
+    with pytest.raises(LorawizError, match="not a lorawiz merge output"):  # --overwrite replaces only a merge output
+        merge_adapter(folder, tmp_path / "out", overwrite=True, dtype="fp32")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["keep.txt"]
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
     with pytest.raises(LorawizError, match="not an adapter folder"):
         merge_adapter(base, tmp_path / "other")
-    merge_adapter(folder, tmp_path / "out", overwrite=True, dtype="fp32")
-    assert (tmp_path / "out" / "config.json").is_file() and not (tmp_path / "out" / "keep.txt").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder left behind
+    merge_adapter(folder, tmp_path / "merged", dtype="fp32")
+    marker = json.loads((tmp_path / "merged" / MERGE_MARKER).read_text())
+    assert "config.json" in marker["files"] and marker["adapter"] == str(folder)
+    merge_adapter(folder, tmp_path / "merged", overwrite=True, dtype="fp32")
+    assert (tmp_path / "merged" / "config.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged", "out"]  # no temporary folder or lock left behind
 
 
 def test_chat_prompt_answers_once(adapter):
