@@ -23,8 +23,9 @@ def chat_command(
 ) -> None:
     """Chat with a model through its chat template; answers stream as they are generated.
 
-    In the conversation, /reset starts over and /exit (or Ctrl-D) leaves. Ctrl-C stops an answer and
-    returns to the prompt; Ctrl-C at the prompt leaves (exit code 130), as does Ctrl-C during --prompt.
+    In the conversation, /reset starts over and /exit leaves. Ctrl-C stops an answer and returns to the
+    prompt; Ctrl-C or Ctrl-D at the prompt leaves with exit code 130, as does Ctrl-C during --prompt;
+    input piped in that ends leaves with 0.
 
     \b
     Examples:
@@ -33,7 +34,7 @@ def chat_command(
     """
     import sys
 
-    from lorawiz.chat import LEFT_BY_INTERRUPT, answer, open_session, repl
+    from lorawiz.chat import LEFT_BY_EOF, LEFT_BY_INTERRUPT, answer, open_session, repl
     from lorawiz.console import is_plain, say
     from lorawiz.errors import INTERRUPTED, LorawizError
     from lorawiz.libraries import hide_optional_kernel_warning, quiet_libraries
@@ -56,5 +57,7 @@ def chat_command(
             say("interrupted: the answer was stopped.", stderr=True)
             raise typer.Exit(INTERRUPTED)
         return
-    if repl(session, read=input, write=write) == LEFT_BY_INTERRUPT:
+    ended = repl(session, read=input, write=write)
+    # Ctrl-D typed in a terminal is an interrupt like Ctrl-C (130); a pipe that ends is a script finishing (0).
+    if ended == LEFT_BY_INTERRUPT or (ended == LEFT_BY_EOF and sys.stdin.isatty()):
         raise typer.Exit(INTERRUPTED)

@@ -169,3 +169,26 @@ def test_ctrl_c_says_what_was_written(command, big, adapter, tmp_path):
                                     + (f"; {', '.join(map(str, missing))} not written." if missing else "."))
     assert not writing(out, command == "merge")  # no partial file or folder left
     assert hashlib.sha256(big.read_bytes()).hexdigest() == before
+
+
+def test_chat_ctrl_d_typed_in_a_terminal_exits_130():
+    """Ctrl-D at the prompt of a terminal (a pty here) leaves like Ctrl-C; only piped input ending leaves with 0."""
+    import pty
+    import time
+
+    leader, follower = pty.openpty()
+    chat = subprocess.Popen([sys.executable, "-m", "lorawiz", "chat", "builtin:tiny", "--max-new-tokens", "2"],
+                            stdin=follower, stdout=follower, stderr=subprocess.PIPE, env=subprocess_env(CI="true"))
+    os.close(follower)
+    seen, deadline = b"", time.monotonic() + 240
+    while b"Ctrl-C stops an answer" not in seen and time.monotonic() < deadline and chat.poll() is None:
+        if select.select([leader], [], [], 1)[0]:  # the banner: the model is loaded, the prompt comes next
+            seen += os.read(leader, 1024)
+    assert b"Ctrl-C stops an answer" in seen, seen
+    time.sleep(1)
+    os.write(leader, b"\x04")  # Ctrl-D, as the terminal sends it
+    try:
+        assert chat.wait(timeout=60) == 130
+    finally:
+        chat.kill()
+        os.close(leader)
