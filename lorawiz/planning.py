@@ -29,10 +29,14 @@ class PlanInputs:
     data_stats: Any  # DataStats, when a data file was given
     resolved: Any  # ResolvedConfig: what the preset and the user set
     notes: list[str] = field(default_factory=list)
+    data_note: str | None = None  # where the tokenised data is, and whether it came from the cache
 
 
-def gather(resolved: Any, hardware_spec: str | None = None, hardware: Any = None) -> PlanInputs:
-    """Read the hardware (given, probed, or --hardware), the model's facts and the data's statistics."""
+def gather(resolved: Any, hardware_spec: str | None = None, hardware: Any = None, tokenised: Any = None,
+           data_note: str | None = None) -> PlanInputs:
+    """Read the hardware (given, probed, or --hardware), the model's facts and the data's statistics: from the
+    tokenised training file when given (lorawiz.data.tokenize.TokenisedFile, exact lengths as trained), else one
+    streaming pass of `lorawiz inspect`."""
     from lorawiz.builtin import local_path
     from lorawiz.hardware import parse_hardware_spec, probe
     from lorawiz.model_facts import load_model_facts
@@ -49,7 +53,14 @@ def gather(resolved: Any, hardware_spec: str | None = None, hardware: Any = None
     if model_path != model_name:  # a builtin: name is shown as such, not as its cache folder
         model = dataclasses.replace(model, name=model_name)
     data, stats = None, None
-    if cfg.data.train_file:
+    if tokenised is not None:
+        from lorawiz.data.stats import stats_from_lengths
+
+        stats = stats_from_lengths(tokenised.source, tokenised.shape, tokenised.column("length"),
+                                   f"tokenizer {model_name}, rows as trained (its chat template)",
+                                   model_limit=model.context_length)
+        data = DataFacts.from_stats(stats)
+    elif cfg.data.train_file:
         from lorawiz.data.stats import inspect_file
 
         tokenizer = _local_tokenizer(model_path)
@@ -57,7 +68,7 @@ def gather(resolved: Any, hardware_spec: str | None = None, hardware: Any = None
                              tokenizer_name=model_path if tokenizer else None, model_limit=model.context_length)
         data = DataFacts.from_stats(stats)
     check_against_model(resolved, model)
-    return PlanInputs(hardware, model, data, stats, resolved)
+    return PlanInputs(hardware, model, data, stats, resolved, data_note=data_note)
 
 
 def check_against_model(resolved: Any, model: Any) -> None:

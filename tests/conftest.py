@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,11 @@ from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+# Tokenised training data is cached in the datasets cache: the suite's entries go to a folder of its own (set
+# before datasets is imported; subprocesses inherit it), not into the developer's ~/.cache.
+_DATASETS_CACHE = tempfile.mkdtemp(prefix="lorawiz-tests-datasets-")
+os.environ["HF_DATASETS_CACHE"] = _DATASETS_CACHE
+atexit.register(shutil.rmtree, _DATASETS_CACHE, True)
 
 
 @pytest.fixture(autouse=True)

@@ -81,12 +81,13 @@ Bf16Opt = Annotated[bool | None, _switch("bf16")]
 Fp16Opt = Annotated[bool | None, _switch("fp16")]
 GradCkptOpt = Annotated[bool | None, _switch("gradient_checkpointing")]
 PackingOpt = Annotated[bool | None, _switch("packing")]
+CacheDirOpt = Annotated[str | None, _flag("cache_dir")]
 
 TYPED_FLAGS = (
     "model_name_or_path", "train_file", "validation_file", "task", "output_dir", "max_seq_length",
     "lora_r", "lora_alpha", "lora_dropout", "learning_rate", "num_train_epochs", "max_steps",
     "per_device_train_batch_size", "gradient_accumulation_steps", "warmup_ratio", "warmup_steps", "seed",
-    "early_stopping_patience", "load_in_4bit", "bf16", "fp16", "gradient_checkpointing", "packing",
+    "early_stopping_patience", "load_in_4bit", "bf16", "fp16", "gradient_checkpointing", "packing", "cache_dir",
 )
 
 

@@ -42,6 +42,7 @@ def show(
     fp16: opt.Fp16Opt = None,
     gradient_checkpointing: opt.GradCkptOpt = None,
     packing: opt.PackingOpt = None,
+    cache_dir: opt.CacheDirOpt = None,
 ) -> None:
     """Show the resolved configuration with the source of every value.
 

@@ -45,6 +45,7 @@ def plan_command(
     fp16: opt.Fp16Opt = None,
     gradient_checkpointing: opt.GradCkptOpt = None,
     packing: opt.PackingOpt = None,
+    cache_dir: opt.CacheDirOpt = None,
 ) -> None:
     """Plan a run: every value with its reason and source, the memory it needs, and how long it takes.
 

@@ -59,6 +59,7 @@ def train_command(
     fp16: opt.Fp16Opt = None,
     gradient_checkpointing: opt.GradCkptOpt = None,
     packing: opt.PackingOpt = None,
+    cache_dir: opt.CacheDirOpt = None,
 ) -> None:
     """Train a LoRA or QLoRA adapter: plan for this machine, then train, evaluate and save.
 

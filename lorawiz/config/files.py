@@ -61,7 +61,7 @@ def read_config_file(path: str | Path, kind: str = "file") -> Layer:
 # Knobs that hold paths. A relative one in a file means "next to this file" when it is there, so a config runs from
 # any folder; otherwise it keeps its usual meaning, relative to the current folder (as flat `--config_file`
 # pipelines, run from their repository's root, expect).
-PATH_KNOBS = ("model_name_or_path", "train_file", "validation_file", "output_dir", "cache_dir")
+PATH_KNOBS = ("model_name_or_path", "train_file", "validation_file", "output_dir", "cache_dir", "dataset_cache_dir")
 
 
 def anchored(value: str, folder: Path) -> str:
@@ -135,6 +135,8 @@ def _duplicate_keys(path: Path, text: str) -> list[Problem]:
         return found
     import yaml
 
+    from lorawiz.config import yaml12
+
     def walk(node: Any) -> None:
         if not isinstance(node, yaml.MappingNode):
             return
@@ -147,7 +149,7 @@ def _duplicate_keys(path: Path, text: str) -> list[Problem]:
             first.setdefault(key, line)
             walk(value_node)
 
-    walk(yaml.compose(text, Loader=yaml.SafeLoader))
+    walk(yaml12.compose(text))
     return found
 
 
@@ -176,9 +178,11 @@ def _json_key_lines(text: str, data: Any) -> dict[tuple[str, ...], int]:
 def _load_yaml_with_lines(path: Path, text: str) -> tuple[Any, dict[tuple[str, ...], int]]:
     import yaml
 
+    from lorawiz.config import yaml12
+
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml12.compose(text)
+        data = yaml12.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path} line {mark.line + 1} column {mark.column + 1}" if mark else str(path)

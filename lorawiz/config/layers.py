@@ -156,11 +156,13 @@ def parse_set_items(items: Iterable[str]) -> Layer:
 def _parse_scalar(raw: str) -> Any:
     import yaml
 
+    from lorawiz.config import yaml12
+
     raw = raw.strip()
     if raw == "":
         return None
     try:
-        return yaml.safe_load(raw)
+        return yaml12.load(raw)
     except yaml.YAMLError:
         return raw
 

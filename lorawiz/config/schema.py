@@ -63,7 +63,8 @@ def _k(name: str, type_: Any, default: Any, help_: str, *, auto: bool = False, *
 SECTIONS: dict[str, tuple[Knob, ...]] = {
     "model": (
         _k("model_name_or_path", str, None, "Base model: a Hugging Face Hub id or a local directory."),
-        _k("cache_dir", str, None, "Where downloaded models are cached (default: the Hugging Face cache)."),
+        _k("cache_dir", str, None, "Where downloaded models are cached (default: the Hugging Face cache); tokenised "
+           "data goes to its lorawiz-data folder unless dataset_cache_dir says otherwise."),
         _k("trust_remote_code", bool, False, "Run model code shipped with the checkpoint. Only for repos you trust."),
         _k("load_in_4bit", bool, None, "4-bit QLoRA base: about 4x less weight memory, slightly slower steps.",
            auto=True),
@@ -89,6 +90,8 @@ SECTIONS: dict[str, tuple[Knob, ...]] = {
         _k("assistant_only_loss", bool, True,
            "Learn from the assistant's answers only (true), or from every token, prompts included (false)."),
         _k("system_prompt", str, None, "System prompt added to rows that have none."),
+        _k("dataset_cache_dir", str, None, "Where tokenised data is cached for the next run (default: <cache_dir>/"
+           "lorawiz-data with --cache-dir, else the datasets cache's lorawiz folder)."),
         _k("task", Literal[TASKS], "chat",
            "What the data teaches: chat, instruction, code, domain (adaptation) or classification."),
     ),
@@ -187,6 +190,7 @@ KNOWN_ALIASES = {
     "eval_file": "validation_file",
     "sequence_len": "max_seq_length",
     "lora_target_linear": "lora_target_modules",
+    "dataset_prepared_path": "dataset_cache_dir",
 }
 
 # Pairs where a higher layer setting one side clears the other side set by a lower layer

@@ -1,12 +1,14 @@
 """Row identity for dedupe: an exact key, and a key that ignores case and runs of whitespace.
 
 Keys are Python's 64-bit string hash of the row's sorted-key JSON, so that holding one per row costs tens of
-bytes, not the row. They are valid within one process only (hash randomisation) and are never stored. At 64 bits
-the chance of any false match among 10M distinct rows is about 3e-6 (birthday bound n^2 / 2^65).
+bytes, not the row. They are valid within one process only (hash randomisation) and are never stored;
+`stable_key` (BLAKE2b) is the key that is the same everywhere, for the tokenised cache. At 64 bits the chance
+of any false match among 10M distinct rows is about 3e-6 (birthday bound n^2 / 2^65).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from array import array
 from dataclasses import dataclass, field
@@ -30,6 +32,13 @@ def _normalised(value: Any) -> Any:
 
 def _digest(value: Any) -> int:
     return hash(json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str))
+
+
+def stable_key(row: Any) -> int:
+    """A 64-bit key of the row up to case and whitespace that is the same in every process and run (BLAKE2b),
+    for keys stored on disk or computed in worker processes; equal rows (so normalised) get equal keys."""
+    text = json.dumps(_normalised(row), sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little", signed=True)
 
 
 def row_keys(row: Any) -> tuple[int, int]:

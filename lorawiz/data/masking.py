@@ -9,12 +9,12 @@ rewrites earlier turns (so the prefixes do not line up) falls back to finding th
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from lorawiz.builtin.tokenizer import CHATML_TEMPLATE
+from lorawiz.errors import LorawizError
 
 IGNORE_INDEX = -100  # labels the loss skips (PyTorch cross_entropy's ignore_index)
 BATCH_ROWS = 512
@@ -50,7 +50,8 @@ def answer_spans(tokenizer: Any, messages: list[Mapping[str, Any]], assistant_on
         if message.get("role") != "assistant" or message.get("weight", 1) == 0:
             continue
         prefix = tokenizer.apply_chat_template(list(messages[:i]), tokenize=False, add_generation_prompt=True)
-        upto = tokenizer.apply_chat_template(list(messages[: i + 1]), tokenize=False)
+        upto = text if i == len(messages) - 1 else tokenizer.apply_chat_template(list(messages[: i + 1]),
+                                                                                 tokenize=False)
         if text.startswith(upto) and upto.startswith(prefix) and len(prefix) >= cursor:
             end = len(upto.rstrip())  # the answer and its end-of-turn marker, not the newline after it
             spans.append((len(prefix), max(end, len(prefix))))
@@ -65,47 +66,81 @@ def answer_spans(tokenizer: Any, messages: list[Mapping[str, Any]], assistant_on
     return text, spans
 
 
-def _label(offsets: Sequence[tuple[int, int]], ids: Sequence[int], spans: list[tuple[int, int]]) -> list[int]:
-    starts = [s for s, _ in spans]
-    labels = []
-    for token, (begin, end) in zip(ids, offsets, strict=True):
-        k = bisect.bisect_right(starts, begin) - 1
-        inside = k >= 0 and begin < spans[k][1] and end > spans[k][0] and end > begin
-        labels.append(token if inside else IGNORE_INDEX)
-    return labels
+def _label(encoding: Any, spans: list[tuple[int, int]]) -> Any:
+    """Each token's label: its id where the token holds a character of a trained span, else IGNORE_INDEX (numpy,
+    int32). Tokens are in text order, so a span's tokens run from the one holding its first covered character to
+    the one holding its last: two `char_to_token` lookups per span rather than every token's offsets in Python."""
+    import numpy as np
+
+    ids = np.asarray(encoding.ids, dtype=np.int32)
+    labels = np.full(len(ids), IGNORE_INDEX, dtype=np.int32)
+    for start, end in spans:
+        first = next((t for c in range(start, end) if (t := encoding.char_to_token(c)) is not None), None)
+        if first is None:
+            continue  # no token holds a character of the span (whitespace the tokenizer drops)
+        last = next(t for c in range(end - 1, start - 1, -1) if (t := encoding.char_to_token(c)) is not None)
+        labels[first:last + 1] = ids[first:last + 1]
+    return ids, labels
+
+
+def render(tokenizer: Any, row: Mapping[str, Any], assistant_only: bool = True) -> tuple[str, list[tuple[int, int]]]:
+    """The text a canonical row is trained as, and the character spans its loss covers."""
+    if "messages" in row:
+        return answer_spans(tokenizer, row["messages"], assistant_only)
+    text = (tokenizer.bos_token or "") + str(row["text"]) + (tokenizer.eos_token or "")
+    return text, [(0, len(text))]
+
+
+def encode_rows(tokenizer: Any, rows: Sequence[Mapping[str, Any]], assistant_only: bool = True) -> list[tuple]:
+    """(input_ids, labels) of each row, untruncated, as int32 numpy arrays: one batched tokenizer call.
+
+    The fast tokenizer is called through its Rust backend with truncation and padding off, as transformers does
+    inside `tokenizer(...)`, without building Python lists of the ids and offsets it does not need.
+    """
+    rendered = [render(tokenizer, row, assistant_only) for row in rows]
+    texts = [text for text, _ in rendered]
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        if backend.truncation is not None:
+            backend.no_truncation()
+        if backend.padding is not None:
+            backend.no_padding()
+        encodings = backend.encode_batch(texts, add_special_tokens=False)
+    else:
+        encodings = tokenizer(texts, add_special_tokens=False, return_attention_mask=False).encodings
+    if encodings is None:
+        raise LorawizError(f"{type(tokenizer).__name__} is a slow (Python) tokenizer: lorawiz needs a fast one to "
+                           "mask the loss.", hint="Give a model folder with tokenizer.json.")
+    return [_label(encoding, spans) for encoding, (_, spans) in zip(encodings, rendered, strict=True)]
 
 
 def tokenize_rows(tokenizer: Any, rows: Iterable[Mapping[str, Any]], max_seq_length: int,
                   assistant_only: bool = True) -> TokenizedData:
-    """Token ids and labels for each row, truncated at max_seq_length; rows left with nothing to learn dropped."""
+    """Token ids and labels for each row, truncated at max_seq_length; rows left with nothing to learn dropped.
+
+    In memory, for a few thousand rows (eval); training data goes through lorawiz.data.tokenize (Arrow, cached),
+    which encodes with the same `encode_rows`.
+    """
     out = TokenizedData()
-    batch: list[tuple[str, list[tuple[int, int]]]] = []
+    batch: list[Mapping[str, Any]] = []
 
     def flush() -> None:
-        texts = [text for text, _ in batch]
-        encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True,
-                            return_attention_mask=False)
-        for (_, spans), ids, offsets in zip(batch, encoded["input_ids"], encoded["offset_mapping"], strict=True):
-            labels = _label(offsets, ids, spans)
+        for ids, labels in encode_rows(tokenizer, batch, assistant_only):
             out.total_tokens += len(ids)
             if len(ids) > max_seq_length:
                 out.truncated += 1
                 ids, labels = ids[:max_seq_length], labels[:max_seq_length]
-            trained = sum(1 for label in labels if label != IGNORE_INDEX)
+            trained = int((labels != IGNORE_INDEX).sum())
             if trained == 0:
                 out.dropped += 1
                 continue
             out.trained_tokens += trained
-            out.examples.append({"input_ids": list(ids), "labels": labels})
+            out.examples.append({"input_ids": ids.tolist(), "labels": labels.tolist()})
         batch.clear()
 
     for row in rows:
         out.rows += 1
-        if "messages" in row:
-            batch.append(answer_spans(tokenizer, row["messages"], assistant_only))
-        else:
-            text = (tokenizer.bos_token or "") + str(row["text"]) + (tokenizer.eos_token or "")
-            batch.append((text, [(0, len(text))]))
+        batch.append(row)
         if len(batch) >= BATCH_ROWS:
             flush()
     if batch:

@@ -48,7 +48,7 @@ def iter_rows(path: str | Path) -> Iterator[Row]:
         raise LorawizError(f"{path} not found." if not path.exists() else f"{path} is not a file.",
                            hint="Check the path of the data file.")
     kind = file_kind(path)
-    _check_readable(path)
+    check_readable(path)
     if kind == "jsonl":
         yield from _iter_jsonl(path)
     elif kind == "json":
@@ -59,7 +59,7 @@ def iter_rows(path: str | Path) -> Iterator[Row]:
         yield from _iter_parquet(path)
 
 
-def _check_readable(path: Path) -> None:
+def check_readable(path: Path) -> None:
     """Opening is the only test that asks the file system itself (root, ACLs, read-only binds, network mounts)."""
     try:
         path.open("rb").close()
@@ -68,9 +68,14 @@ def _check_readable(path: Path) -> None:
                            hint=f"Make it readable (chmod u+r {path}), or give another file.") from exc
 
 
+BOM = "\ufeff"  # a UTF-8 byte-order mark, which Windows editors write: skipped in every text format
+
+
 def _iter_jsonl(path: Path) -> Iterator[Row]:
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(BOM.encode()):
+                raw = raw[len(BOM.encode()):]
             if not raw.strip():
                 continue
             try:
@@ -84,78 +89,142 @@ def _iter_jsonl(path: Path) -> Iterator[Row]:
                 yield number, RowProblem("invalid JSON", f"{exc.msg} at column {exc.colno}")
 
 
+class _JsonText:
+    """A text file read in chunks, with a read position, and the line and column of that position.
+
+    The buffer is compacted only when a chunk is appended, so reading an item costs its own length, not the
+    chunk's (slicing the buffer after every item made a 1 MB chunk cost a copy per row).
+    """
+
+    def __init__(self, path: Path, chunk_size: int) -> None:
+        self.path = path
+        self.chunk_size = chunk_size
+        self.handle = io.TextIOWrapper(path.open("rb"), encoding="utf-8-sig", errors="strict")
+        self.buffer, self.pos, self.eof = "", 0, False
+        self.line, self.line_start = 1, 0  # line of `pos`, and the buffer index where that line starts
+
+    def close(self) -> None:
+        self.handle.close()
+
+    def fill(self) -> bool:
+        """Append a chunk (dropping what was read); False at the end of the file."""
+        if self.eof:
+            return False
+        try:
+            chunk = self.handle.read(self.chunk_size)
+        except UnicodeDecodeError as exc:
+            raise LorawizError(f"{self.path}: invalid UTF-8 near line {self.line} ({exc.reason}).",
+                               hint="Re-save the file as UTF-8.") from exc
+        if not chunk:
+            self.eof = True
+            return False
+        self.line_start -= self.pos
+        self.buffer, self.pos = self.buffer[self.pos:] + chunk, 0
+        return True
+
+    def advance(self, end: int) -> None:
+        """Move the read position to `end`, counting the lines passed."""
+        passed = self.buffer.count("\n", self.pos, end)
+        if passed:
+            self.line += passed
+            self.line_start = self.buffer.rindex("\n", self.pos, end) + 1
+        self.pos = end
+
+    def skip_space(self) -> str:
+        """The next character that is not whitespace ("" at the end of the file)."""
+        while True:
+            end = self.pos
+            while end < len(self.buffer) and self.buffer[end] in " \t\r\n":
+                end += 1
+            self.advance(end)
+            if self.pos < len(self.buffer):
+                return self.buffer[self.pos]
+            if not self.fill():
+                return ""
+
+    def where(self, index: int | None = None) -> str:
+        """`line L, column C` of a buffer index (default: the read position)."""
+        index = self.pos if index is None else index
+        line = self.line + self.buffer.count("\n", self.pos, index)
+        start = self.buffer.rfind("\n", 0, index) + 1 if line != self.line else self.line_start
+        return f"line {line}, column {index - start + 1}"
+
+
 def _iter_json(path: Path, chunk_size: int = 1 << 20) -> Iterator[Row]:
     """A JSON array (or one object), decoded element by element so that memory stays flat."""
+    text = _JsonText(path, chunk_size)
+    try:
+        yield from _json_items(path, text)
+    finally:
+        text.close()
+
+
+def _json_items(path: Path, text: _JsonText) -> Iterator[Row]:
     decoder = json.JSONDecoder()
-    with path.open("rb") as raw_handle:
-        handle = io.TextIOWrapper(raw_handle, encoding="utf-8", errors="strict")
-        buffer, line, pos = "", 1, 0
-        eof = False
-
-        def fill() -> bool:
-            nonlocal buffer, eof
-            try:
-                chunk = handle.read(chunk_size)
-            except UnicodeDecodeError as exc:
-                raise LorawizError(f"{path}: invalid UTF-8 near line {line} ({exc.reason}).",
-                                   hint="Re-save the file as UTF-8.") from exc
-            eof = not chunk
-            buffer += chunk
-            return bool(chunk)
-
-        def skip_space() -> None:
-            nonlocal pos, line
-            while True:
-                while pos < len(buffer) and buffer[pos] in " \t\r\n":
-                    line += buffer[pos] == "\n"
-                    pos += 1
-                if pos < len(buffer) or not fill():
-                    return
-
-        fill()
-        skip_space()
-        if pos >= len(buffer):
-            return
-        if buffer[pos] != "[":
-            # A single object: read it whole.
-            while fill():
-                pass
-            try:
-                yield line, json.loads(buffer[pos:])
-            except json.JSONDecodeError as exc:
-                raise LorawizError(f"{path} line {line + exc.lineno - 1}: invalid JSON ({exc.msg}).",
-                                   hint="Fix the file, or write one object per line as JSONL.") from exc
-            return
-        pos += 1
+    hint = "Fix the file, or write one object per line as JSONL."
+    first = text.skip_space()
+    if not first:
+        return
+    if first != "[":
+        # A single object: read it whole.
+        while text.fill():
+            pass
+        try:
+            value, end = decoder.raw_decode(text.buffer, text.pos)
+        except json.JSONDecodeError as exc:
+            raise LorawizError(f"{path} {text.where(exc.pos)}: invalid JSON ({exc.msg}).", hint=hint) from exc
+        yield text.line, value
+        text.advance(end)
+        _nothing_after(path, text, "the JSON value")
+        return
+    text.advance(text.pos + 1)
+    count = 0
+    while True:
+        following = text.skip_space()
+        if following == "]" and count == 0:
+            break
+        if not following:
+            raise LorawizError(f"{path}: the file ends at {text.where()} inside the array, after {count:,} "
+                               "item(s): it is cut short.", hint=hint)
         while True:
-            skip_space()
-            if pos < len(buffer) and buffer[pos] == "]":
-                return
-            while True:
-                try:
-                    value, end = decoder.raw_decode(buffer, pos)
-                    if end < len(buffer) or eof or not fill():  # a number cut at the chunk's end reads short
-                        break
-                except json.JSONDecodeError as exc:
-                    if eof or not fill():
-                        bad_line = line + buffer.count("\n", pos, exc.pos)
-                        raise LorawizError(f"{path} line {bad_line}: invalid JSON ({exc.msg}).",
-                                           hint="Fix the file, or write one object per line as JSONL.") from exc
-            yield line, value
-            line += buffer.count("\n", pos, end)
-            buffer, pos = buffer[end:], 0
-            skip_space()
-            if pos < len(buffer) and buffer[pos] == ",":
-                pos += 1
-            elif pos < len(buffer) and buffer[pos] == "]":
-                return
-            else:
-                raise LorawizError(f"{path} line {line}: expected , or ] between array items.",
-                                   hint="Fix the file, or write one object per line as JSONL.")
+            try:
+                value, end = decoder.raw_decode(text.buffer, text.pos)
+                if end < len(text.buffer) or not text.fill():  # a number cut at the chunk's end reads short
+                    break
+            except json.JSONDecodeError as exc:
+                if not text.fill():
+                    if exc.pos >= len(text.buffer.rstrip()):
+                        raise LorawizError(f"{path}: the file ends at {text.where(exc.pos)} inside item "
+                                           f"{count + 1:,} of the array: it is cut short.", hint=hint) from exc
+                    raise LorawizError(f"{path} {text.where(exc.pos)}: invalid JSON ({exc.msg}).",
+                                       hint=hint) from exc
+        yield text.line, value
+        count += 1
+        text.advance(end)
+        following = text.skip_space()
+        if following == ",":
+            text.advance(text.pos + 1)
+        elif following == "]":
+            break
+        elif not following:
+            raise LorawizError(f"{path}: the file ends at {text.where()} inside the array, after {count:,} "
+                               "item(s): it is cut short.", hint=hint)
+        else:
+            raise LorawizError(f"{path} {text.where()}: expected , or ] between array items.", hint=hint)
+    text.advance(text.pos + 1)
+    _nothing_after(path, text, "the array")
+
+
+def _nothing_after(path: Path, text: _JsonText, what: str) -> None:
+    """Only whitespace may follow the top-level value: more data after it would otherwise be dropped unseen."""
+    if text.skip_space():
+        raise LorawizError(f"{path} {text.where()}: more data after the end of {what} ({text.buffer[text.pos:][:20]!r}"
+                           "...); only whitespace may follow it.",
+                           hint="Merge the arrays into one, or write one object per line as JSONL.")
 
 
 def _iter_csv(path: Path, delimiter: str) -> Iterator[Row]:
-    with path.open("r", encoding="utf-8", newline="", errors="strict") as handle:
+    with path.open("r", encoding="utf-8-sig", newline="", errors="strict") as handle:
         reader = csv.DictReader(handle, delimiter=delimiter)
         try:
             for row in reader:

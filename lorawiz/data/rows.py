@@ -1,4 +1,5 @@
-"""Canonical rows for training and evaluation: a data file read whole, a hold-out share, a chat row's answer."""
+"""Canonical rows for training and evaluation: a data file read whole, counted, or only some of its rows; a hold-out
+share; a chat row's answer."""
 
 from __future__ import annotations
 
@@ -35,28 +36,74 @@ def read_rows(path: str | Path, opts: ConvertOptions | None = None, stopped: str
     return rows
 
 
+def count_rows(path: str | Path, opts: ConvertOptions | None = None, stopped: str = "training did not start") -> int:
+    """The rows of a data file, counted in one streaming pass that fails on bad rows as read_rows does."""
+    path = Path(path)
+    opts = opts or ConvertOptions()
+    shape, _ = resolve_shape(path, opts)
+    count, bad = 0, BadRows()
+    for line, row in iter_canonical(path, shape, opts):
+        if isinstance(row, RowProblem):
+            bad.note(line, row.kind)
+        else:
+            count += 1
+    bad.raise_if_any(path, stopped, hint=f"Clean it first: lorawiz format {path} -o clean.jsonl --skip-bad")
+    if not count:
+        raise LorawizError(f"{path} has no rows.", hint="Check the file.")
+    return count
+
+
+def rows_at(path: str | Path, positions: Sequence[int], opts: ConvertOptions | None = None) -> list[dict[str, Any]]:
+    """The canonical rows at `positions` (0-based, ascending, of a file count_rows has checked), in one streaming
+    pass that keeps only those rows."""
+    path = Path(path)
+    opts = opts or ConvertOptions()
+    shape, _ = resolve_shape(path, opts)
+    wanted, out, index = iter(positions), [], 0
+    target = next(wanted, None)
+    for _, row in iter_canonical(path, shape, opts):
+        if target is None:
+            break
+        if isinstance(row, RowProblem):
+            continue
+        if index == target:
+            out.append(row)
+            target = next(wanted, None)
+        index += 1
+    return out
+
+
 def holdout_split(rows: Sequence[Mapping[str, Any]], ratio: float, seed: int) -> tuple[list, list]:
     """A deterministic validation share, with rows equal up to case and whitespace kept on one side."""
     finder = DuplicateFinder()
-    groups: dict[int, list[int]] = {}
-    for index, row in enumerate(rows):
-        group, _ = finder.add(row)
-        groups.setdefault(group, []).append(index)
-    order = list(groups)
-    random.Random(seed).shuffle(order)
-    target = max(1, round(len(rows) * ratio))
-    val_idx: set[int] = set()
-    for group in order:
-        if len(val_idx) >= target:
-            break
-        if len(val_idx) + len(groups[group]) <= target:
-            val_idx.update(groups[group])
-    if len(val_idx) >= len(rows):
-        raise LorawizError(f"{len(rows)} rows are too few to hold out a validation share.",
-                           hint="Add rows, give --val-data, or set val_split=0 to train without evaluation.")
-    train = [row for i, row in enumerate(rows) if i not in val_idx]
-    val = [row for i, row in enumerate(rows) if i in val_idx]
+    group_of = [finder.add(row)[0] for row in rows]
+    sizes = [0] * finder.group_count
+    for group in group_of:
+        sizes[group] += 1
+    chosen = holdout_groups(sizes, len(rows), ratio, seed)
+    train = [row for row, group in zip(rows, group_of, strict=True) if group not in chosen]
+    val = [row for row, group in zip(rows, group_of, strict=True) if group in chosen]
     return train, val
+
+
+def holdout_groups(sizes: Sequence[int], total: int, ratio: float, seed: int) -> set[int]:
+    """The groups (numbered in order of first appearance, `sizes[g]` rows each) that make the validation share:
+    groups in a seeded random order, each taken whole while it fits the target of round(total * ratio) rows."""
+    order = list(range(len(sizes)))
+    random.Random(seed).shuffle(order)
+    target = max(1, round(total * ratio))
+    chosen: set[int] = set()
+    held = 0
+    for group in order:
+        if held >= target:
+            break
+        if held + sizes[group] <= target:
+            chosen.add(group)
+            held += sizes[group]
+    if held >= total:
+        raise LorawizError(f"{total} rows are too few to hold out a validation share.",
+                           hint="Add rows, give --val-data, or set val_split=0 to train without evaluation.")
+    return chosen
 
 
 def split_answer(row: Mapping[str, Any], where: str = "row") -> tuple[list[Mapping[str, Any]], str]:

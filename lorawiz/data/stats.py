@@ -165,16 +165,29 @@ def inspect_file(source: str | Path, tokenizer: Any = None, *, tokenizer_name: s
         ordered_turns = sorted(turns)
         stats.turns = {"min": ordered_turns[0], "p50": percentile(ordered_turns, 50),
                        "mean": round(sum(ordered_turns) / len(ordered_turns), 2), "max": ordered_turns[-1]}
-    _lengths(stats, sorted(lengths), counter, max_seq_length)
+    _lengths(stats, sorted(lengths), counter.estimate, counter.method, max_seq_length)
     return stats
 
 
-def _lengths(stats: DataStats, ordered: list[int], counter: TokenCounter, max_seq_length: int | None) -> None:
-    length = LengthStats(unit="estimated tokens" if counter.estimate else "tokens", method=counter.method)
+def stats_from_lengths(source: str | Path, shape: str, lengths: Any, method: str, *, model_limit: int | None = None,
+                       max_seq_length: int | None = None) -> DataStats:
+    """The length statistics of rows already tokenised (a numpy array of exact token counts, one per row)."""
+    import numpy as np
+
+    ordered = array("q")
+    ordered.frombytes(np.sort(np.asarray(lengths, dtype=np.int64)).tobytes())
+    stats = DataStats(file=str(source), shape=shape, shape_reason="", rows=len(ordered), model_limit=model_limit)
+    _lengths(stats, ordered, False, method, max_seq_length)
+    return stats
+
+
+def _lengths(stats: DataStats, ordered: list[int] | array, estimate: bool, method: str,
+             max_seq_length: int | None) -> None:
+    length = LengthStats(unit="estimated tokens" if estimate else "tokens", method=method)
     if ordered:
         for pct in PERCENTILES:
             setattr(length, f"p{pct}", percentile(ordered, pct))
-        length.max, length.total = ordered[-1], sum(ordered)
+        length.max, length.total = int(ordered[-1]), sum(ordered)
         length.mean = round(length.total / len(ordered), 1)
     stats.length = length
     stats.suggested_max_seq_length, stats.suggestion_reason = suggest_max_seq_length(

@@ -11,17 +11,17 @@ import gc
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lorawiz.data.rows import final_answer, read_rows, split_answer
+from lorawiz.data.rows import count_rows, final_answer, rows_at, split_answer
 from lorawiz.errors import LorawizError
 from lorawiz.eval.lm_harness import prepare_tasks, run_tasks
 from lorawiz.eval.metrics import classification_report, extract_label
 from lorawiz.eval.report import AS_GIVEN, ROLE_NAMES, WITH_LABELS, EvalReport, ModelResult, sample_record
-from lorawiz.eval.scoring import generate_answers, mean_loss
+from lorawiz.eval.scoring import generate_answers, mean_loss_view
 from lorawiz.models import Target, describe_target, eval_dtype_and_device, load_model, load_tokenizer_for
 
 MAX_LABELS = 50  # more distinct answers than this is not a label set
@@ -62,37 +62,55 @@ def run_eval(request: EvalRequest, progress: Callable[[str], None] | None = None
     harness = prepare_tasks(request.lm_eval) if request.lm_eval else None
 
     run_config = _run_config(target)
-    all_rows = _read_rows(request.data, "--data")
-    rows = _sample(all_rows, request.max_samples)
-    general_rows = _sample(_read_rows(request.general_data, "--general-data"), request.max_samples) \
-        if request.general_data else None
-    task, task_source = _resolve_task(request, run_config, rows)
-    labels, golds = _labels_and_golds(request, rows) if task == "classification" else ([], [])
-    report = EvalReport(target, base if compare else None, request.data, len(rows), len(all_rows), task,
+    data_path = _data_path(request.data)
+    total = _counted(data_path, "--data")
+    chosen = _sample_positions(total, request.max_samples)
+    general = None
+    if request.general_data:
+        general_path = _data_path(request.general_data)
+        general_total = _counted(general_path, "--general-data")
+        general = (general_path, _sample_positions(general_total, request.max_samples))
+        general_rows = min(general_total, request.max_samples or general_total)
+    evaluated = len(chosen) if chosen is not None else total
+    task, task_source = _resolve_task(request, run_config, _answers(_evaluated_rows(data_path, chosen)))
+    # Rows held as Python objects: those answered one by one (every evaluated row for classification, the
+    # --samples rows otherwise); the loss reads the tokenised cache.
+    if task == "classification":
+        rows = dict(enumerate(rows_at(data_path, chosen if chosen is not None else range(total))))
+        labels, golds = _labels_and_golds(request, list(rows.values()))
+        sample_rows = _sample_indices(evaluated, request.samples)
+    else:
+        labels, golds = [], []
+        sample_rows = _sample_indices(evaluated, request.samples)
+        positions = [chosen[i] if chosen is not None else i for i in sample_rows]
+        rows = dict(zip(sample_rows, rows_at(data_path, positions), strict=True))
+    report = EvalReport(target, base if compare else None, request.data, evaluated, total, task,
                         task_source, labels, {}, [], request.general_data)
     if not compare:
         report.notes.append("no base model to compare with: " + (
             "--no-compare-base" if request.compare_base is False else
             f"{request.target} is a full model; pass --base MODEL to compare"))
-    sample_rows = _sample_indices(len(rows), request.samples)
-    prompts = [split_answer(row, f"--data row {i + 1}")[0] if "messages" in row else None
-               for i, row in enumerate(rows)]
+    prompts = {i: split_answer(row, f"--data row {i + 1}")[0] if "messages" in row else None
+               for i, row in rows.items()}
 
     for role, model, tokenizer in _models(target, base if compare else None, progress):
         result = report.results.setdefault(role, ModelResult())
         name = ROLE_NAMES[role]
         max_seq_length = _max_seq_length(run_config, tokenizer, model)
-        progress(f"{name}: loss on {len(rows):,} rows")
-        result.loss = mean_loss(model, tokenizer, rows, max_seq_length)
-        if general_rows:
-            progress(f"{name}: perplexity on {len(general_rows):,} rows of general data")
-            result.general = mean_loss(model, tokenizer, general_rows, max_seq_length, assistant_only=False)
+        progress(f"{name}: loss on {evaluated:,} rows")
+        view = _loss_view(data_path, chosen, tokenizer, run_config, max_seq_length, assistant_only=True)
+        result.loss = mean_loss_view(model, tokenizer, view, max_seq_length)
+        if general is not None:
+            progress(f"{name}: perplexity on {general_rows:,} rows of general data")
+            view = _loss_view(*general, tokenizer, run_config, max_seq_length, assistant_only=False)
+            result.general = mean_loss_view(model, tokenizer, view, max_seq_length)
         if task == "classification":
             variants = [AS_GIVEN, WITH_LABELS] if role == "base" else [AS_GIVEN]
             budget = max(len(tokenizer(label, add_special_tokens=False)["input_ids"]) for label in labels)
+            ordered = [prompts[i] for i in range(evaluated)]
             for variant in variants:
-                progress(f"{name}: answering {len(rows):,} rows (prompt {variant})")
-                asked = prompts if variant == AS_GIVEN else [_with_label_list(p, labels) for p in prompts]
+                progress(f"{name}: answering {evaluated:,} rows (prompt {variant})")
+                asked = ordered if variant == AS_GIVEN else [_with_label_list(p, labels) for p in ordered]
                 answers = generate_answers(model, tokenizer, asked, budget + LABEL_ANSWER_MARGIN,
                                            request.batch_size)
                 found = [extract_label(_without_reasoning(answer), labels) for answer in answers]
@@ -101,11 +119,11 @@ def run_eval(request: EvalRequest, progress: Callable[[str], None] | None = None
                 if variant == AS_GIVEN:
                     result.answers = {i: answers[i] for i in sample_rows}
         elif sample_rows and any(prompts[i] for i in sample_rows):
-            chosen = [i for i in sample_rows if prompts[i]]
-            progress(f"{name}: answering {len(chosen)} sample prompts")
-            answers = generate_answers(model, tokenizer, [prompts[i] for i in chosen], request.max_new_tokens,
+            picked = [i for i in sample_rows if prompts[i]]
+            progress(f"{name}: answering {len(picked)} sample prompts")
+            answers = generate_answers(model, tokenizer, [prompts[i] for i in picked], request.max_new_tokens,
                                        request.batch_size)
-            result.answers = dict(zip(chosen, answers, strict=True))
+            result.answers = dict(zip(picked, answers, strict=True))
         if harness:
             progress(f"{name}: lm-eval {', '.join(harness.names)}")
             result.lm_eval = run_tasks(harness, model, tokenizer, request.max_samples, request.batch_size)
@@ -129,23 +147,80 @@ def _check_request(request: EvalRequest) -> None:
                                                                                    "or more.")
 
 
-def _read_rows(path: str, flag: str) -> list[dict[str, Any]]:
-    """read_rows on a data file or a builtin: name, its errors led by the flag that named the file."""
+def _data_path(path: str) -> Path:
     from lorawiz.builtin import is_builtin, resolve_builtin
 
+    return Path(resolve_builtin(path)) if is_builtin(path) else Path(path).expanduser()
+
+
+def _counted(path: Path, flag: str) -> int:
+    """The file's rows, counted in a streaming pass that fails on bad rows; errors led by the flag."""
     try:
-        return read_rows(resolve_builtin(path) if is_builtin(path) else Path(path).expanduser(),
-                         stopped="nothing was evaluated")
+        return count_rows(path, stopped="nothing was evaluated")
     except LorawizError as exc:
         raise LorawizError(f"{flag} {exc.message}", hint=exc.hint, exit_code=exc.exit_code) from exc
 
 
-def _sample(rows: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
-    """At most `limit` rows, a fixed spread over the file (seed 0) in file order, so reruns see the same rows."""
-    if limit is None or len(rows) <= limit:
-        return rows
-    keep = sorted(random.Random(0).sample(range(len(rows)), limit))
-    return [rows[i] for i in keep]
+def _sample_positions(total: int, limit: int | None) -> list[int] | None:
+    """At most `limit` row positions, a fixed spread over the file (seed 0) in file order, so reruns see the same
+    rows; None for every row."""
+    if limit is None or total <= limit:
+        return None
+    return sorted(random.Random(0).sample(range(total), limit))
+
+
+@dataclass
+class _Answers:
+    """The final answers of the evaluated rows, summarised in one pass: enough to tell a label set."""
+
+    rows: int = 0
+    distinct: Counter | None = None  # None: more than MAX_LABELS values, or an answer of over five words
+    missing: bool = False  # a row without a final assistant answer
+
+
+def _answers(rows: Iterable[Mapping[str, Any]]) -> _Answers:
+    out = _Answers(distinct=Counter())
+    for row in rows:
+        out.rows += 1
+        answer = final_answer(row)
+        if answer is None:
+            out.missing = True
+        elif out.distinct is not None:
+            out.distinct[answer] += 1
+            if len(out.distinct) > MAX_LABELS or len(answer.split()) > 5:
+                out.distinct = None
+    return out
+
+
+def _evaluated_rows(path: Path, chosen: list[int] | None) -> Iterator[dict[str, Any]]:
+    """The evaluated rows, streamed (each is dropped once the caller has looked at it)."""
+    from lorawiz.data.convert import iter_canonical, resolve_shape
+    from lorawiz.data.formats import ConvertOptions, RowProblem
+
+    opts = ConvertOptions()
+    shape, _ = resolve_shape(path, opts)
+    wanted = set(chosen) if chosen is not None else None
+    index = -1
+    for _, row in iter_canonical(path, shape, opts):
+        if isinstance(row, RowProblem):
+            continue
+        index += 1
+        if wanted is None or index in wanted:
+            yield row
+
+
+def _loss_view(path: Path, chosen: list[int] | None, tokenizer: Any, run_config: Any, max_seq_length: int,
+               assistant_only: bool) -> Any:
+    """The evaluated rows tokenised as training tokenises them, from (or into) the same cache."""
+    from lorawiz.data.tokenize import default_cache_root, tokenise_file
+    from lorawiz.data.view import training_view
+
+    data_config = run_config.data if run_config is not None else None
+    root = default_cache_root(data_config.dataset_cache_dir if data_config else None,
+                              run_config.model.cache_dir if run_config is not None else None)
+    tokenised = tokenise_file(path, tokenizer, assistant_only=assistant_only, cache_root=root,
+                              stopped="nothing was evaluated")
+    return training_view(tokenised, chosen, max_seq_length, name="eval")
 
 
 def _sample_indices(count: int, wanted: int) -> list[int]:
@@ -175,17 +250,15 @@ def _run_config(target: Target) -> Any:
         return None
 
 
-def _resolve_task(request: EvalRequest, run_config: Any, rows: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+def _resolve_task(request: EvalRequest, run_config: Any, answers: _Answers) -> tuple[str, str]:
     if request.task:
         return request.task, "--task"
     if request.labels:
         return "classification", "--labels"
     if run_config is not None and run_config.data.task == "classification":
         return "classification", "the run's lorawiz.yaml"
-    answers = [final_answer(row) for row in rows]
-    distinct = Counter(answer for answer in answers if answer is not None)
-    if (distinct and None not in answers and len(distinct) <= min(MAX_LABELS, len(rows) // 5)
-            and all(len(answer.split()) <= 5 for answer in distinct)):
+    distinct = answers.distinct
+    if distinct and not answers.missing and len(distinct) <= min(MAX_LABELS, answers.rows // 5):
         return "classification", f"the data's answers take {len(distinct)} values"
     return "lm", "default"
 

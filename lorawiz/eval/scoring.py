@@ -161,23 +161,61 @@ def mean_loss(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], max
     assistant_only=True scores the assistant's answers (the training loss mask); False scores every token (the
     perplexity of general text). The mean is over tokens, not over batches, so it does not depend on batching.
     """
-    import torch
-
     data = tokenize_rows(tokenizer, rows, max_seq_length, assistant_only)
     if not data.examples:
-        raise LorawizError(f"none of the {data.rows} rows has a token to score (no assistant answer left after "
-                           f"truncation at {max_seq_length} tokens).", hint="Check the data's assistant turns.")
+        _nothing_to_score(data.rows, max_seq_length)
     examples = sorted(data.examples, key=lambda e: len(e["input_ids"]), reverse=True)
+    widths = [len(example["input_ids"]) for example in examples]
+    batches = ((examples[first:last], widths[first]) for first, last in _batch_bounds(widths, batch_tokens))
+    loss, count = _score(model, tokenizer, batches)
+    return LossResult(loss, perplexity(loss), count, data.rows, data.truncated)
+
+
+def mean_loss_view(model: Any, tokenizer: Any, view: Any, max_seq_length: int,
+                   batch_tokens: int = LOSS_BATCH_TOKENS) -> LossResult:
+    """`mean_loss` over a tokenised view (lorawiz.data.tokenize.View, memory-mapped Arrow): the same batches,
+    longest rows first, read a batch at a time rather than held as Python lists."""
+    import numpy as np
+
+    if not view.rows:
+        _nothing_to_score(view.rows + view.dropped, max_seq_length)
+    lengths = np.asarray(view.dataset.select_columns(["length"]).with_format("numpy")[:]["length"])
+    order = np.argsort(-lengths, kind="stable")  # as sorted(..., reverse=True): ties keep the file order
+    widths = lengths[order].tolist()
+
+    def batches() -> Any:
+        for first, last in _batch_bounds(widths, batch_tokens):
+            part = view.dataset.select(order[first:last], keep_in_memory=True)[:]
+            yield [{"input_ids": ids, "labels": labels} for ids, labels in zip(part["input_ids"], part["labels"],
+                                                                              strict=True)], widths[first]
+
+    loss, count = _score(model, tokenizer, batches())
+    return LossResult(loss, perplexity(loss), count, view.rows + view.dropped, view.truncated)
+
+
+def _nothing_to_score(rows: int, max_seq_length: int) -> None:
+    raise LorawizError(f"none of the {rows} rows has a token to score (no assistant answer left after "
+                       f"truncation at {max_seq_length} tokens).", hint="Check the data's assistant turns.")
+
+
+def _batch_bounds(widths: Sequence[int], batch_tokens: int) -> Any:
+    """(first, last) of each batch over rows sorted longest first: as many rows as fit batch_tokens."""
+    first = 0
+    while first < len(widths):
+        size = max(1, batch_tokens // widths[first])  # the longest of the batch: sorted longest first
+        yield first, min(first + size, len(widths))
+        first += size
+
+
+def _score(model: Any, tokenizer: Any, batches: Any) -> tuple[float, int]:
+    """Summed token loss over (examples, width) batches, and the tokens it covers: (mean loss, tokens)."""
+    import torch
+
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = _device_of(model)
     total, count = 0.0, 0
     with torch.inference_mode():
-        first = 0
-        while first < len(examples):
-            width = len(examples[first]["input_ids"])  # the longest of the batch: sorted longest first
-            size = max(1, batch_tokens // width)
-            batch = examples[first:first + size]
-            first += size
+        for batch, width in batches:
             input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
             labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
             attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -192,8 +230,7 @@ def mean_loss(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], max
                 total += float(torch.nn.functional.cross_entropy(
                     logits[row, :-1].float(), targets[row], ignore_index=IGNORE_INDEX, reduction="sum"))
             count += int((targets != IGNORE_INDEX).sum())
-    loss = total / count
-    return LossResult(loss, perplexity(loss), count, data.rows, data.truncated)
+    return total / count, count
 
 
 def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:

@@ -199,6 +199,8 @@ def sft_config(cfg: Any, *, output_dir: str, on_gpu: bool, train_rows: int, worl
         # Without packing, FlashAttention can take the batch as one unpadded sequence (no compute on padding).
         padding_free=flash_attention and not data.packing and on_gpu,
         dataset_num_proc=None,
+        # lorawiz tokenised and truncated the data (lorawiz.data.tokenize, cached); only packing is TRL's to do.
+        dataset_kwargs=None if planned(cfg, "packing") else {"skip_prepare_dataset": True},
         disable_tqdm=True,  # the dashboard (or the plain log) shows progress
         include_num_input_tokens_seen="non_padding",
         use_cpu=not on_gpu,

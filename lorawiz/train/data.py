@@ -1,4 +1,9 @@
-"""The run's data: rows read and held out as the configuration says, tokenised with the loss mask, as datasets."""
+"""The run's data: files tokenised once into the cache (lorawiz.data.tokenize), then held out and truncated as the
+configuration says, as memory-mapped datasets.
+
+Under DDP or on several machines, the first process of each machine (local rank 0) tokenises while the others
+wait for its cache entry, then they all read it.
+"""
 
 from __future__ import annotations
 
@@ -9,48 +14,106 @@ from lorawiz.errors import LorawizError
 
 
 @dataclass
+class RunData:
+    """The tokenizer and the tokenised files, before the plan fixes max_seq_length."""
+
+    tokenizer: Any
+    train: Any  # TokenisedFile
+    validation: Any  # TokenisedFile of validation_file, or None
+
+    def cache_note(self) -> str:
+        """One line for the plan: where the tokenised data is and whether it came from the cache."""
+        parts = [self.train] + ([self.validation] if self.validation is not None else [])
+        size = sum(part.size_bytes for part in parts)
+        if all(part.hit for part in parts):
+            how = "cached"
+        else:
+            built = [part for part in parts if not part.hit]
+            seconds = sum(part.seconds for part in built)
+            processes = max(part.processes for part in built)
+            how = f"tokenised now in {seconds:.1f} s on {processes} process{'es' if processes > 1 else ''}"
+        return f"tokenised data: {how}, {_size(size)} ({parts[0].entry.parent.parent})"
+
+
+@dataclass
 class PreparedData:
     tokenizer: Any
-    train: Any  # datasets.Dataset of input_ids / labels
+    train: Any  # datasets.Dataset of input_ids / labels (/ length, for length-grouped batches)
     eval: Any  # the same for validation, or None when the run does not evaluate
     stats: dict[str, Any]
     first: dict[str, list[int]]
+    cache_entry: Any = None  # the training file's folder in the tokenised cache
 
 
-def prepare_data(cfg: Any) -> PreparedData:
-    from datasets import Dataset
-
+def load_run_data(cfg: Any, world_size: int = 1, say: Any = None) -> RunData:
+    """Load the tokenizer and tokenise the data files (or read them from the cache); bad rows fail here, with
+    their line numbers, before any model loads."""
     from lorawiz.builtin import local_path
     from lorawiz.data.formats import ConvertOptions
-    from lorawiz.data.masking import ensure_chat_template, tokenize_rows
-    from lorawiz.data.rows import holdout_split, read_rows
+    from lorawiz.data.masking import ensure_chat_template
+    from lorawiz.data.tokenize import default_cache_root, tokenise_file
     from lorawiz.data.tokens import load_tokenizer
-    from lorawiz.train.args import planned
 
     data = cfg.data
-    opts = ConvertOptions(system=data.system_prompt)
-    rows = read_rows(local_path(data.train_file), opts)
-    evaluating = cfg.logging.eval_strategy != "no"
-    val_rows: list = []
-    if data.validation_file and evaluating:
-        val_rows = read_rows(local_path(data.validation_file), opts)
-    elif evaluating and data.val_split > 0:
-        rows, val_rows = holdout_split(rows, data.val_split, cfg.training.seed)
     tokenizer = load_tokenizer(local_path(cfg.model.model_name_or_path),
                                trust_remote_code=cfg.model.trust_remote_code, cache_dir=cfg.model.cache_dir)
     ensure_chat_template(tokenizer)
+    root = default_cache_root(data.dataset_cache_dir, cfg.model.cache_dir)
+    opts = ConvertOptions(system=data.system_prompt)
+    first = _first_on_this_machine(world_size)
+    train = tokenise_file(local_path(data.train_file), tokenizer, opts=opts, assistant_only=data.assistant_only_loss,
+                          cache_root=root, say=say, build=first)
+    validation = None
+    if data.validation_file:
+        validation = tokenise_file(local_path(data.validation_file), tokenizer, opts=opts,
+                                   assistant_only=data.assistant_only_loss, cache_root=root, say=say, build=first)
+    return RunData(tokenizer, train, validation)
+
+
+def _first_on_this_machine(world_size: int) -> bool:
+    """Whether this process builds the cache: the only one, or local rank 0 of a distributed launch (as
+    accelerate's local_main_process_first, but waiting on the cache entry rather than on a collective, whose
+    timeout a long tokenisation could outlast)."""
+    import os
+
+    return world_size <= 1 or int(os.environ.get("LOCAL_RANK", "0")) == 0
+
+
+def prepare_data(cfg: Any, run: RunData) -> PreparedData:
+    """The training and validation datasets at the planned max_seq_length: views on the tokenised files."""
+    from lorawiz.data.view import holdout, training_view
+    from lorawiz.train.args import planned
+
+    data = cfg.data
+    evaluating = cfg.logging.eval_strategy != "no"
     max_len = planned(cfg, "max_seq_length")
-    train = tokenize_rows(tokenizer, rows, max_len, data.assistant_only_loss)
-    val = tokenize_rows(tokenizer, val_rows, max_len, data.assistant_only_loss) if val_rows else None
-    if not train.examples:
+    train_idx, val = None, None
+    if run.validation is not None and evaluating:
+        val = training_view(run.validation, None, max_len, name="validation")
+    elif evaluating and data.val_split > 0:
+        train_idx, val_idx = holdout(run.train, data.val_split, cfg.training.seed)
+        val = training_view(run.train, val_idx, max_len, name="validation")
+    train = training_view(run.train, train_idx, max_len, name="train")
+    if not train.rows:
         raise LorawizError("no training example has an answer token left within max_seq_length.",
                            hint="Raise --max-seq-length, or check that rows end with an assistant answer.")
-    if evaluating and not (val and val.examples):
+    if evaluating and not (val and val.rows):
         raise LorawizError(f"no validation example has an answer token left within max_seq_length "
                            f"{max_len}, so the run cannot evaluate.",
                            hint="Raise --max-seq-length, give other --val-data, or set eval_strategy: no.")
-    stats = {"train_rows": len(train.examples), "val_rows": len(val.examples) if val else 0,
-             "truncated": train.truncated, "dropped": train.dropped, "trained_tokens": train.trained_tokens,
-             "total_tokens": train.total_tokens}
-    return PreparedData(tokenizer, Dataset.from_list(train.examples),
-                        Dataset.from_list(val.examples) if val else None, stats, train.examples[0])
+    stats = {"train_rows": train.rows, "val_rows": val.rows if val else 0, "truncated": train.truncated,
+             "dropped": train.dropped, "trained_tokens": train.trained_tokens, "total_tokens": train.total_tokens}
+    train_set = train.dataset
+    if planned(cfg, "packing"):
+        train_set = train_set.remove_columns(["length"])  # packing makes its own rows
+    first = train.dataset[0]
+    return PreparedData(run.tokenizer, train_set, val.dataset.remove_columns(["length"]) if val else None, stats,
+                        {"input_ids": first["input_ids"], "labels": first["labels"]}, run.train.entry)
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"

@@ -68,6 +68,7 @@ class RunContext:
     world_size: int
     on_gpu: bool
     started: float
+    run_data: Any = None  # lorawiz.train.data.RunData: the tokenised files, views made again after a change
     fault: Any = None  # the one FaultInjection of this process: it fires once, not again after a restart
 
     @property
@@ -137,7 +138,10 @@ def _plan_and_train(request: TrainRequest) -> TrainResult:
     if not request.dry_run:
         request = replace(request, resume=_resume_here(output_dir, request, is_main))
 
-    inputs = gather(request.config, hardware=hardware)
+    from lorawiz.train.data import load_run_data, prepare_data
+
+    run_data = load_run_data(request.config.config, world, say=request.reporter.say if is_main else None)
+    inputs = gather(request.config, hardware=hardware, tokenised=run_data.train, data_note=run_data.cache_note())
     plan = make_plan(inputs)
     resolved = fill_from_plan(request.config, plan)
     resolved, changes = adapt_to_machine(resolved, machine, planned_for, world)
@@ -146,7 +150,7 @@ def _plan_and_train(request: TrainRequest) -> TrainResult:
         if finished is not None:
             return finished
     ctx = RunContext(request, resolved, inputs, backend, backend_name, output_dir, is_main, world,
-                     on_gpu=not machine.is_cpu_only, started=started)
+                     on_gpu=not machine.is_cpu_only, started=started, run_data=run_data)
     if is_main:
         request.reporter.show(render_plan(inputs, plan, resolved, request.plain, changes))
     if is_main and not request.dry_run:
@@ -157,9 +161,7 @@ def _plan_and_train(request: TrainRequest) -> TrainResult:
     if not request.dry_run and is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
 
-    from lorawiz.train.data import prepare_data
-
-    data = prepare_data(ctx.cfg)
+    data = prepare_data(ctx.cfg, run_data)
     if request.dry_run:
         _show_dry_run(ctx, data)
         return TrainResult(output_dir, "dry-run", seconds=time.monotonic() - started)
@@ -294,7 +296,7 @@ def _train_with_fallback(ctx: RunContext, data: Any, checkpoint: Path | None, fi
             ctx.say(f"out of memory: restarting once with {change}" + (f", from {checkpoint.name}" if checkpoint
                                                                         else ""))
             if "max_seq_length" in changes or "load_in_4bit" in changes:
-                data = prepare_data(ctx.cfg)
+                data = prepare_data(ctx.cfg, ctx.run_data)
 
 
 def _free_memory() -> None:

@@ -42,8 +42,21 @@ def sft_trainer_class() -> type:
             if self.args.train_sampling_strategy != "group_by_length" or dataset is None \
                     or "input_ids" not in getattr(dataset, "column_names", ()):
                 return super()._get_train_sampler(train_dataset)
-            lengths = [len(ids) for ids in dataset["input_ids"]]
+            given = self.train_dataset
+            carries = "length" in getattr(given, "column_names", ()) and len(given) == len(dataset)
+            lengths = _lengths(given if carries else dataset)
             batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
             return seeded_length_grouped_sampler(lengths, batch, self.args.data_seed or self.args.seed)
 
     return LorawizSFTTrainer
+
+
+def _lengths(dataset: Any) -> list[int]:
+    """Each row's length: the `length` column lorawiz's data views carry (the Trainer drops it from the copy it
+    passes here, so it is read from the dataset as given), else counted from input_ids in Arrow, not in Python."""
+    if "length" in dataset.column_names:
+        return dataset.select_columns(["length"]).with_format("numpy")[:]["length"].tolist()
+    import pyarrow.compute as pc
+
+    ids = dataset.select_columns(["input_ids"]).with_format("arrow")[:]["input_ids"]
+    return pc.list_value_length(ids).to_pylist()

@@ -72,6 +72,8 @@ def render_plan(inputs: Any, plan: Any, resolved: Any, plain: bool, notes: list[
         parts.append(Text(f"data: {s.file}: {s.rows:,} rows" + (f" ({held:,} held out for validation)" if held
                                                                   else "")
                           + f", {s.length.unit} p50 {s.length.p50:,}, p95 {s.length.p95:,}, p99 {s.length.p99:,}"))
+        if inputs.data_note:
+            parts.append(Text(inputs.data_note))
     else:
         parts.append(Text("data: none given (--data): sizes from defaults"))
 

@@ -85,3 +85,33 @@ def test_inspect_refuses_preference_data_and_bad_flags(cli, tmp_path):
 def test_help_has_examples(cli, command):
     result = cli(command, "--help")
     assert result.exit_code == 0 and "Examples:" in result.output and f"lorawiz {command} " in result.output
+
+
+def _with_bom(path: Path, kind: str, rows: int = 30) -> Path:
+    """The same chat data as JSONL, a JSON array, CSV or TSV, behind a UTF-8 byte-order mark."""
+    items = [{"instruction": f"q {i}", "output": f"label{i % 3}"} for i in range(rows)]
+    if kind == "jsonl":
+        text = "".join(json.dumps(item) + "\n" for item in items)
+    elif kind == "json":
+        text = json.dumps(items, indent=1)
+    else:
+        sep = "\t" if kind == "tsv" else ","
+        text = f"instruction{sep}output\n" + "".join(f"{i['instruction']}{sep}{i['output']}\n" for i in items)
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    return path
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "json", "csv", "tsv"])
+def test_a_byte_order_mark_is_read_alike_by_every_data_command(cli, tmp_path, kind):
+    source = _with_bom(tmp_path / f"d.{kind}", kind)
+    done = cli("format", str(source), "-o", str(tmp_path / "f.jsonl"))
+    assert done.exit_code == 0, done.output
+    assert len((tmp_path / "f.jsonl").read_text().splitlines()) == 30
+    done = cli("inspect", str(source), "--json")
+    assert done.exit_code == 0 and json.loads(done.output)["rows"] == 30, done.output
+    done = cli("split", str(source), "--train-out", str(tmp_path / "t.jsonl"), "--val-out", str(tmp_path / "v.jsonl"),
+               "--val-size", "5")
+    assert done.exit_code == 0 and "train: 25 rows" in done.output, done.output
+    done = cli("train", "--model", "builtin:tiny", "--data", str(source), "--dry-run", "--plain", "-o",
+               str(tmp_path / "run"))
+    assert done.exit_code == 0 and "data: 27 training and 3 validation examples" in done.output, done.output

@@ -105,8 +105,10 @@ def test_flat_json_in_config_file_style_loads_unchanged(tmp_path):
 def test_schema_covers_exactly_the_documented_keys():
     # The flat file above lists every key of the schema but warmup_ratio (it uses warmup_steps),
     # assistant_only_loss (added with training, issue 5: the loss mask is configurable) and group_by_length
-    # (issue 8: length-grouped batches, on by default through the recommender).
-    assert set(KNOBS) == set(FLAT_DEFAULT_JSON) | {"warmup_ratio", "assistant_only_loss", "group_by_length"}
+    # (issue 8: length-grouped batches, on by default through the recommender) and dataset_cache_dir (issue 15:
+    # where tokenised data is cached).
+    assert set(KNOBS) == set(FLAT_DEFAULT_JSON) | {"warmup_ratio", "assistant_only_loss", "group_by_length",
+                                                   "dataset_cache_dir"}
 
 
 def test_sectioned_yaml_and_mixed_layouts_load(tmp_path):
@@ -330,3 +332,15 @@ def test_any_set_items_give_a_config_or_a_clean_error(items):
         resolve_config(set_items=items)
     except LorawizError as exc:
         assert exc.exit_code == 2
+
+
+def test_yes_no_on_off_are_strings_where_a_knob_takes_strings(tmp_path):
+    """YAML 1.1 would read `no` as False, and eval_strategy would refuse it; booleans still read yes/no."""
+    path = tmp_path / "c.yaml"
+    path.write_text("eval_strategy: no\nsave_strategy: no\nload_in_4bit: yes\nbf16: off\n")
+    resolved = resolve_config(path, set_items=["logging.load_best_model_at_end=no", "report_to=[]"])
+    assert (resolved.value("eval_strategy"), resolved.value("save_strategy")) == ("no", "no")
+    assert (resolved.value("load_in_4bit"), resolved.value("bf16"), resolved.value("load_best_model_at_end")) == (
+        True, False, False)
+    assert resolve_config(None, set_items=["eval_strategy=no", "load_best_model_at_end=false"]).value(
+        "eval_strategy") == "no"

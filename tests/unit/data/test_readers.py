@@ -122,3 +122,88 @@ def test_parquet_round_trips(tmp_path, texts, labels):
     pq.write_table(pa.Table.from_pylist(rows), path)
     assert [row for _, row in iter_rows(path)] == rows
     formats_cleanly(path, tmp_path / "o.jsonl")
+
+
+def _position(text: str, index: int) -> str:
+    """`line L, column C` of a character index, as the readers name positions."""
+    line = text.count("\n", 0, index) + 1
+    return f"line {line}, column {index - (text.rfind(chr(10), 0, index) + 1) + 1}"
+
+
+@SETTINGS
+@given(rows=ROWS, gap=st.sampled_from(["", " ", "\n", "\n\n  "]),
+       junk=st.sampled_from(["[]", '[{"text": "b"}]', '{"text": "b"}', "x", "1", '"s"', ",", "]"]),
+       chunk=st.integers(1, 64))
+def test_anything_but_whitespace_after_the_array_is_an_error_at_its_position(tmp_path, rows, gap, junk, chunk):
+    from lorawiz.data import readers
+
+    array = json.dumps(rows, indent=1, ensure_ascii=False)
+    text = array + gap + junk + "\n"
+    path = tmp_path / "d.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(LorawizError) as caught:
+        list(readers._iter_json(path, chunk_size=chunk))
+    assert _position(text, len(array) + len(gap)) in caught.value.message
+    assert "after the end of the array" in caught.value.message
+
+
+@SETTINGS
+@given(rows=ROWS.filter(bool), cut=st.floats(0.05, 0.99), chunk=st.integers(1, 64))
+def test_a_cut_array_names_where_the_file_ends(tmp_path, rows, cut, chunk):
+    from lorawiz.data import readers
+
+    text = json.dumps(rows, indent=1, ensure_ascii=False)
+    damaged = text[: int(len(text) * cut)].rstrip()
+    if not damaged or damaged == text:
+        return
+    path = tmp_path / "d.json"
+    path.write_text(damaged, encoding="utf-8")
+    with pytest.raises(LorawizError) as caught:
+        list(readers._iter_json(path, chunk_size=chunk))
+    message = caught.value.message
+    assert "line " in message and ", column " in message
+    if "cut short" in message:
+        assert f"ends at {_position(damaged, len(damaged))}" in message or "inside item" in message
+
+
+@SETTINGS
+@given(rows=ROWS.filter(bool), indent=st.sampled_from([None, 1, 2]), chunk=st.integers(1, 64))
+def test_json_array_items_keep_their_line_numbers_at_any_chunk_size(tmp_path, rows, indent, chunk):
+    from lorawiz.data import readers
+
+    text = json.dumps(rows, indent=indent, ensure_ascii=False)
+    path = tmp_path / "d.json"
+    path.write_text(text, encoding="utf-8")
+    decoder, index, expected = json.JSONDecoder(), 1, []
+    for _ in rows:  # where each item starts, found independently of the reader
+        while text[index] in " \n,":
+            index += 1
+        expected.append(text.count("\n", 0, index) + 1)
+        index = decoder.raw_decode(text, index)[1]
+    assert [line for line, _ in readers._iter_json(path, chunk_size=chunk)] == expected
+
+
+def _write_kind(path, rows: list[dict], kind: str) -> None:
+    if kind == "jsonl":
+        path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    elif kind == "json":
+        path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+    else:
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["instruction", "output"],
+                                    delimiter="\t" if kind == "tsv" else ",")
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+@SETTINGS
+@given(texts=st.lists(st.tuples(st.text("abc xyz\u00e9", min_size=1, max_size=12),
+                                st.text("abc xyz", min_size=1, max_size=12)), min_size=1, max_size=6),
+       kind=st.sampled_from(["jsonl", "json", "csv", "tsv"]))
+def test_a_utf8_byte_order_mark_reads_as_the_same_rows(tmp_path, texts, kind):
+    rows = [{"instruction": a, "output": b} for a, b in texts]
+    plain, marked = tmp_path / f"plain.{kind}", tmp_path / f"marked.{kind}"
+    _write_kind(plain, rows, kind)
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    assert read_all(marked) == read_all(plain)
+    assert not any(isinstance(item, LorawizError) for item in read_all(marked))

@@ -7,9 +7,10 @@ import pytest
 from lorawiz.config.resolve import resolve_config
 from lorawiz.eval.run import (
     EvalRequest,
+    _answers,
     _resolve_task,
-    _sample,
     _sample_indices,
+    _sample_positions,
     _with_label_list,
     _without_reasoning,
 )
@@ -25,13 +26,17 @@ def test_task_comes_from_the_flag_the_run_or_the_answers():
     labelled = [chat(label) for label in ["fire", "flood", "medical"] * 10]
     prose = [chat(f"A long answer number {i} that explains what to do next.") for i in range(30)]
     request = EvalRequest("t", "d")
+    labelled, prose = _answers(labelled), _answers(prose)  # the answers summarised as the file streams by
     assert _resolve_task(request, None, labelled) == ("classification", "the data's answers take 3 values")
     assert _resolve_task(request, None, prose) == ("lm", "default")
     assert _resolve_task(request, CLASSIFICATION_RUN, prose)[0] == "classification"
     assert _resolve_task(EvalRequest("t", "d", task="lm"), None, labelled) == ("lm", "--task")
     assert _resolve_task(EvalRequest("t", "d", labels=["a", "b"]), None, prose) == ("classification", "--labels")
-    # too few rows per distinct answer is not a label set
-    assert _resolve_task(request, None, [chat(str(i)) for i in range(6)])[0] == "lm"
+    # too few rows per distinct answer is not a label set, nor a row without an answer, nor long answers
+    assert _resolve_task(request, None, _answers([chat(str(i)) for i in range(6)]))[0] == "lm"
+    unanswered = [*[chat(label) for label in ["fire", "flood"] * 10], {"messages": [{"role": "user", "content": "?"}]}]
+    assert _resolve_task(request, None, _answers(unanswered))[0] == "lm"
+    assert _resolve_task(request, None, _answers([chat("one two three four five six")] * 30))[0] == "lm"
 
 
 def test_label_list_goes_into_the_last_user_turn():
@@ -52,10 +57,9 @@ def test_reasoning_is_removed_before_the_label_is_read(answer, kept):
 
 
 def test_samples_are_fixed_and_spread():
-    rows = [{"i": i} for i in range(100)]
-    assert _sample(rows, 10) == _sample(rows, 10)  # the same rows on every run
-    assert [r["i"] for r in _sample(rows, 10)] == sorted(r["i"] for r in _sample(rows, 10))  # file order
-    assert _sample(rows, 500) == rows
+    assert _sample_positions(100, 10) == _sample_positions(100, 10)  # the same rows on every run
+    assert _sample_positions(100, 10) == sorted(set(_sample_positions(100, 10)))  # file order, no repeats
+    assert len(_sample_positions(100, 10)) == 10 and _sample_positions(100, 500) is None
     assert _sample_indices(240, 3) == [0, 120, 239]
     assert _sample_indices(2, 5) == [0, 1]
     assert _sample_indices(10, 0) == []

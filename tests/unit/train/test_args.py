@@ -89,6 +89,8 @@ CASES = [
     Case("packing", True, _sft("packing")),
     Case("group_by_length", False, _sft("train_sampling_strategy"), expected="random"),
     Case("assistant_only_loss", False, lambda b: min(b.data.first["labels"]) >= 0, expected=True, needs_data=True),
+    Case("dataset_cache_dir", "CACHE_DIR", lambda b: b.data.cache_entry.parent.parent, expected="CACHE_PATH",
+         needs_data=True),
     Case("system_prompt", "You triage incidents.", lambda b: "You triage incidents." in _first_decoded(b),
          expected=True, needs_data=True),
     Case("task", "classification", lambda b: b.plan.values["lora_r"].value, expected=8),
@@ -158,7 +160,8 @@ def files(tmp_path_factory):
     paths = {"TRAIN": root / "train.jsonl", "OTHER_TRAIN": root / "other.jsonl", "VAL_FILE": root / "val.jsonl"}
     for key, count in (("TRAIN", ROWS), ("OTHER_TRAIN", 16), ("VAL_FILE", 7)):
         paths[key].write_text("".join(json.dumps(row) + "\n" for row in _chat_rows(count, key)))
-    return {**{k: str(v) for k, v in paths.items()}, "TINY_PATH": resolve_builtin("builtin:tiny"), "ROOT": root}
+    return {**{k: str(v) for k, v in paths.items()}, "TINY_PATH": resolve_builtin("builtin:tiny"), "ROOT": root,
+            "CACHE_DIR": str(root / "tokenised"), "CACHE_PATH": root / "tokenised"}
 
 
 def _fill(value: Any, files: dict) -> Any:
@@ -170,13 +173,13 @@ def _base(files: dict, out: Path) -> dict[str, Any]:
 
 
 def _build(resolved: Any, files: dict, needs_data: bool, out: Path) -> Built:
-    from lorawiz.train.data import prepare_data
+    from lorawiz.train.data import load_run_data, prepare_data
 
     inputs = gather(resolved, hardware=parse_hardware_spec("a100-80gb"))
     plan = make_plan(inputs)
     filled = fill_from_plan(resolved, plan)
     cfg = filled.config
-    data = prepare_data(cfg) if needs_data else None
+    data = prepare_data(cfg, load_run_data(cfg)) if needs_data else None
     built = Built(filled, make.sft_config(cfg, output_dir=cfg.logging.output_dir, on_gpu=False, train_rows=ROWS),
                   make.lora_config(cfg), make.quantization_config(cfg), make.model_kwargs(cfg),
                   make.early_stopping(cfg), plan, data)

@@ -1,0 +1,290 @@
+"""Training data at real size (issue 15): `lorawiz train` on 100k and 1M generated chat rows.
+
+For each size, with a fresh tokenised cache ("cold") and again from the cache ("warm"), this runs
+`lorawiz train --model builtin:tiny --data rows.jsonl --max-steps 20 --plain` and measures:
+
+- time to the first training step (the `step 1/` line of the plain log), from the start of the command;
+- peak RSS of every process (the command and the tokenising workers), sampled every 0.1 s with psutil, and the
+  main process's RSS at the first and the last step (memory stays flat while training);
+- tokenisation throughput (tokens/s of the `Dataset.map` pass, from the cache entry's manifest) against the
+  tokenizer's own batched throughput on the same rendered rows, one process, times the cores.
+
+Goals on a 2-core machine: peak RSS <= 2 GB at 1M rows; tokenisation >= 0.7 x (tokenizer batched throughput x
+cores); a cache hit starts training within 10 s.
+
+    python bench/data_scale.py                       # 100k (3 runs) and 1M (1 cold run, 3 warm runs)
+    python bench/data_scale.py --sizes 100000 --runs 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache" / "data_scale"
+RESULTS = HERE / "results" / "data_scale.json"
+GOALS = {"peak_rss_gb_at_1m": 2.0, "tokenise_ratio": 0.7, "warm_start_s": 10.0}
+# Prompt and answer lengths in words, log-normal (median, sigma), as bench/train_speed.py: a long tail.
+LENGTHS = {"prompt": (40, 0.8), "answer": (60, 0.9)}
+MAX_WORDS = 600
+STEPS = 20
+
+
+def generate(path: Path, rows: int, seed: int = 0) -> None:
+    """Chat rows with log-normal prompt and answer lengths, written as they are made (never all in memory)."""
+    sys.path.insert(0, str(HERE.parent))
+    from lorawiz.builtin.tiny import generic_sentences
+
+    rng = random.Random(seed)
+    words = [sentence.split() for sentence in generic_sentences(4000, seed=seed)]
+
+    def text(kind: str) -> str:
+        median, sigma = LENGTHS[kind]
+        count = min(MAX_WORDS, max(3, round(rng.lognormvariate(math.log(median), sigma))))
+        out: list[str] = []
+        while len(out) < count:
+            out += rng.choice(words)
+        return " ".join(out[:count])
+
+    temp = path.with_suffix(".tmp")
+    with temp.open("w", encoding="utf-8") as handle:
+        for i in range(rows):
+            row = {"messages": [{"role": "user", "content": f"{text('prompt')} (request {i})"},
+                                {"role": "assistant", "content": text("answer")}]}
+            handle.write(json.dumps(row) + "\n")
+    os.replace(temp, path)
+
+
+def data_file(rows: int) -> Path:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"chat-{rows}.jsonl"
+    if not path.exists():
+        print(f"generating {rows:,} rows ...", flush=True)
+        generate(path, rows)
+    return path
+
+
+class TreeSampler:
+    """Peak RSS of a process and its descendants, by pid, every `interval` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        import psutil
+
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.peaks: dict[int, int] = {}
+        self.names: dict[int, str] = {}
+        self.main_now = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+            except psutil.Error:
+                return
+            for proc in procs:
+                try:
+                    rss = proc.memory_info().rss
+                except psutil.Error:
+                    continue
+                if proc.pid == self.root.pid:
+                    self.main_now = rss
+                self.peaks[proc.pid] = max(self.peaks.get(proc.pid, 0), rss)
+                self.names.setdefault(proc.pid, "main" if proc.pid == self.root.pid else "worker")
+            self._stop.wait(self.interval)
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join()
+        main = self.peaks.get(self.root.pid, 0)
+        workers = [rss for pid, rss in self.peaks.items() if pid != self.root.pid]
+        return {"main_peak_mb": round(main / 2**20, 1), "worker_peaks_mb": sorted(round(w / 2**20, 1)
+                                                                                   for w in workers),
+                "max_process_peak_mb": round(max([main, *workers]) / 2**20, 1)}
+
+
+def run_train(data: Path, cache: Path, work: Path) -> dict[str, Any]:
+    """One `lorawiz train`, timed to its first step and sampled until its last."""
+    out = work / f"run-{time.monotonic_ns()}"
+    cmd = [str(Path(sys.executable).parent / "lorawiz"), "train", "--model", "builtin:tiny", "--data", str(data),
+           "--max-steps", str(STEPS), "--plain", "-o", str(out), "--set", "logging.report_to=[]",
+           "--set", "logging.eval_strategy=no", "--set", "logging.save_strategy=no",
+           "--set", "logging.load_best_model_at_end=false", "--set", "training.early_stopping_patience=0",
+           "--set", "logging.logging_steps=1"]
+    env = {**os.environ, "HF_DATASETS_CACHE": str(cache)}
+    env.pop("LORAWIZ_DEBUG", None)
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    sampler = TreeSampler(proc.pid)
+    first = last = None
+    rss_first = rss_last = 0
+    log = []
+    for line in proc.stdout:
+        log.append(line)
+        if line.startswith("step 1/") and first is None:
+            first, rss_first = time.perf_counter() - start, sampler.main_now
+        if line.startswith(f"step {STEPS}/"):
+            last, rss_last = time.perf_counter() - start, sampler.main_now
+    proc.wait()
+    memory = sampler.stop()
+    if proc.returncode != 0 or first is None:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{''.join(log[-30:])}")
+    shutil.rmtree(out, ignore_errors=True)
+    return {"first_step_s": round(first, 2), "last_step_s": round(last, 2) if last else None,
+            "main_rss_at_first_step_mb": round(rss_first / 2**20, 1),
+            "main_rss_at_last_step_mb": round(rss_last / 2**20, 1), **memory,
+            "cache_line": next((line.strip() for line in log if line.startswith("tokenised data:")), None)}
+
+
+def manifest(cache: Path, data: Path) -> dict[str, Any]:
+    found = [json.loads(path.read_text()) for path in cache.glob("lorawiz/*/*/manifest.json")]
+    mine = [m for m in found if m.get("source") == str(data.resolve())]
+    return mine[-1] if mine else {}
+
+
+def tokenizer_baseline(data: Path, sample_rows: int = 20_000, runs: int = 3) -> dict[str, Any]:
+    """Tokens/s of the tokenizer's own batched call on the rows as rendered for training, one process."""
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    sys.path.insert(0, str(HERE.parent))
+    from lorawiz.builtin import local_path
+    from lorawiz.data.masking import ensure_chat_template, render
+    from lorawiz.data.tokens import load_tokenizer
+
+    tokenizer = load_tokenizer(local_path("builtin:tiny"))
+    ensure_chat_template(tokenizer)
+    with data.open(encoding="utf-8") as handle:
+        rows = [json.loads(next(handle)) for _ in range(sample_rows)]
+    texts = [render(tokenizer, row)[0] for row in rows]
+    batches = [texts[i:i + 1000] for i in range(0, len(texts), 1000)]
+    tokens = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
+    calls = {"tokenizer(batch)": lambda b: tokenizer(b, add_special_tokens=False),
+             "backend.encode_batch_fast(batch)": lambda b: tokenizer.backend_tokenizer.encode_batch_fast(
+                 b, add_special_tokens=False)}
+    out = {"sample_rows": sample_rows, "tokens": tokens}
+    for name, call in calls.items():
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            for batch in batches:
+                call(batch)
+            times.append(time.perf_counter() - started)
+        out[name] = round(tokens / statistics.median(times))
+    return out
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def bench_size(rows: int, runs_cold: int, runs_warm: int, work: Path, baseline: dict[str, Any]) -> dict[str, Any]:
+    data = data_file(rows)
+    print(f"{rows:,} rows ({data.stat().st_size / 1e6:,.0f} MB):", flush=True)
+    cold, warm, throughput = [], [], []
+    cache = work / f"cache-{rows}"
+    for _ in range(runs_cold):
+        shutil.rmtree(cache, ignore_errors=True)
+        result = run_train(data, cache, work)
+        entry = manifest(cache, data)
+        result["tokenise_s"] = entry.get("tokenise_seconds")
+        result["read_s"] = entry.get("read_seconds")
+        result["processes"] = entry.get("processes")
+        result["tokens"] = entry.get("tokens")
+        if result["tokenise_s"]:
+            throughput.append(entry["tokens"] / entry["tokenise_seconds"])
+        cold.append(result)
+        print(f"  cold: first step {result['first_step_s']:.1f} s, peak RSS {result['max_process_peak_mb']:,.0f} MB "
+              f"(main {result['main_peak_mb']:,.0f}), tokenised in {result['tokenise_s']} s on "
+              f"{result['processes']} processes", flush=True)
+    for _ in range(runs_warm):
+        result = run_train(data, cache, work)
+        warm.append(result)
+        print(f"  warm: first step {result['first_step_s']:.1f} s, peak RSS {result['max_process_peak_mb']:,.0f} MB",
+              flush=True)
+    shutil.rmtree(cache, ignore_errors=True)
+    reference = baseline["tokenizer(batch)"] * cores()
+    fastest = baseline["backend.encode_batch_fast(batch)"] * cores()
+    tokens_per_s = statistics.median(throughput) if throughput else None
+    summary = {
+        "rows": rows, "file_mb": round(data.stat().st_size / 1e6, 1),
+        "cold_first_step_s": statistics.median(r["first_step_s"] for r in cold) if cold else None,
+        "warm_first_step_s": statistics.median(r["first_step_s"] for r in warm) if warm else None,
+        "peak_rss_mb": max(r["max_process_peak_mb"] for r in cold + warm),
+        "tokenise_tokens_per_s": round(tokens_per_s) if tokens_per_s else None,
+        "tokenise_ratio": round(tokens_per_s / reference, 3) if tokens_per_s else None,
+        "tokenise_ratio_vs_encode_batch_fast": round(tokens_per_s / fastest, 3) if tokens_per_s else None,
+        "cold": cold, "warm": warm,
+    }
+    print(f"  => cold first step {summary['cold_first_step_s']} s, warm {summary['warm_first_step_s']} s, peak RSS "
+          f"{summary['peak_rss_mb']:,.0f} MB, tokenisation {summary['tokenise_tokens_per_s']:,} tokens/s = "
+          f"{summary['tokenise_ratio']} x tokenizer(batch) x {cores()} cores", flush=True)
+    return summary
+
+
+def environment() -> dict[str, Any]:
+    import datasets
+    import tokenizers
+    import transformers
+
+    return {"machine": platform.machine(), "cores": cores(), "python": platform.python_version(),
+            "datasets": datasets.__version__, "transformers": transformers.__version__,
+            "tokenizers": tokenizers.__version__, "date": time.strftime("%Y-%m-%d")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--runs", type=int, default=3, help="cold and warm runs per size (below 1M rows)")
+    parser.add_argument("--runs-large", type=int, default=1, help="cold runs at 1M rows and more")
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    baseline = tokenizer_baseline(data_file(min(args.sizes)))
+    print(f"tokenizer baseline, one process: {baseline['tokenizer(batch)']:,} tokens/s (tokenizer(batch)), "
+          f"{baseline['backend.encode_batch_fast(batch)']:,} (encode_batch_fast, no offsets)", flush=True)
+    with tempfile.TemporaryDirectory(prefix="lorawiz-data-scale-") as tmp:
+        sizes = [bench_size(rows, args.runs if rows < 1_000_000 else args.runs_large, args.runs, Path(tmp), baseline)
+                 for rows in args.sizes]
+    large = [s for s in sizes if s["rows"] >= 1_000_000]
+    verdict = {
+        "peak_rss_gb_at_1m": round(large[0]["peak_rss_mb"] / 1024, 2) if large else None,
+        "tokenise_ratio": min(s["tokenise_ratio"] for s in sizes if s["tokenise_ratio"]),
+        "warm_start_s": max(s["warm_first_step_s"] for s in sizes if s["warm_first_step_s"]),
+    }
+    met = {"peak_rss_gb_at_1m": verdict["peak_rss_gb_at_1m"] is not None
+           and verdict["peak_rss_gb_at_1m"] <= GOALS["peak_rss_gb_at_1m"],
+           "tokenise_ratio": verdict["tokenise_ratio"] >= GOALS["tokenise_ratio"],
+           "warm_start_s": verdict["warm_start_s"] <= GOALS["warm_start_s"]}
+    print(f"goals: {json.dumps(verdict)} met: {json.dumps(met)}")
+    if not args.no_save:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps({"environment": environment(), "goals": GOALS, "verdict": verdict,
+                                       "met": met, "baseline": baseline, "sizes": sizes}, indent=1) + "\n")
+        print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Views on a tokenised file (lorawiz.data.tokenize): the hold-out split, and truncation at max_seq_length.
+
+Index selections on the memory-mapped rows: nothing is copied but the rows longer than max_seq_length, which are
+cut into a small Arrow file cached in the entry (at most KEEP_VIEWS of them), and read from there in file order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lorawiz.data.masking import IGNORE_INDEX
+from lorawiz.data.tokenize import CACHE_VERSION, TokenisedFile
+
+KEEP_VIEWS = 4  # truncated row files per entry
+
+
+@dataclass
+class View:
+    """The rows one side of a run trains or evaluates on, truncated at max_seq_length, and what that cost."""
+
+    dataset: Any  # datasets.Dataset: input_ids, labels, length (after truncation)
+    rows: int
+    truncated: int  # rows cut at max_seq_length
+    dropped: int  # rows with no trained token left within max_seq_length
+    trained_tokens: int
+    total_tokens: int  # before truncation
+
+
+
+def holdout(tokenised: TokenisedFile, ratio: float, seed: int) -> tuple[Any, Any]:
+    """(train indices, validation indices) as numpy arrays: the split lorawiz.data.rows.holdout_split makes."""
+    import numpy as np
+
+    from lorawiz.data.rows import holdout_groups
+
+    keys = tokenised.column("group")
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    groups = rank[inverse.reshape(-1)]  # group ids in order of first appearance, as DuplicateFinder numbers them
+    sizes = np.bincount(groups)
+    chosen = holdout_groups(sizes.tolist(), len(keys), ratio, seed)
+    in_val = np.isin(groups, np.fromiter(chosen, dtype=np.int64, count=len(chosen)))
+    return np.nonzero(~in_val)[0], np.nonzero(in_val)[0]
+
+
+def training_view(tokenised: TokenisedFile, indices: Any, max_seq_length: int, *, name: str = "train") -> View:
+    """The rows at `indices` (None: all), truncated at max_seq_length, rows left with nothing to learn dropped.
+
+    An index view on the tokenised file: only the rows longer than max_seq_length are copied, truncated, into a
+    small Arrow file cached in the entry, and the view reads them from there (the file order is kept).
+    """
+    import numpy as np
+    from datasets import concatenate_datasets
+
+    length, first = tokenised.column("length"), tokenised.column("first_trained")
+    trained = tokenised.column("trained")
+    picked = np.arange(len(length)) if indices is None else np.asarray(indices, dtype=np.int64)
+    keep = picked[first[picked] < max_seq_length]
+    long = length[keep] > max_seq_length
+    stats = {"rows": int(len(keep)), "truncated": int((length[picked] > max_seq_length).sum()),
+             "dropped": int(len(picked) - len(keep)), "total_tokens": int(length[picked].sum()),
+             "trained_tokens": int(trained[keep[~long]].sum())}
+    base = tokenised.dataset.select_columns(["input_ids", "labels", "length"])
+    if long.any():
+        cut = _truncated(base.select(keep[long], keep_in_memory=True), tokenised.entry, keep[long], max_seq_length,
+                         name)
+        stats["trained_tokens"] += _trained_tokens(cut)
+        positions = keep.copy()
+        positions[long] = len(base) + np.arange(int(long.sum()))
+        dataset = concatenate_datasets([base, cut]).select(positions, keep_in_memory=True)
+    elif len(keep) < len(length):
+        dataset = base.select(keep, keep_in_memory=True)
+    else:
+        dataset = base
+    return View(dataset, **stats)
+
+
+def _truncated(rows: Any, entry: Path, indices: Any, max_seq_length: int, name: str) -> Any:
+    """The rows cut at max_seq_length, cached in the entry by (their indices, max_seq_length)."""
+    digest = hashlib.blake2b(indices.astype("<i8").tobytes(), digest_size=8)
+    digest.update(f"{max_seq_length}:{CACHE_VERSION}".encode())
+    path = entry / f"view-{name}-{digest.hexdigest()}.arrow"
+    fresh = not path.exists()
+    result = rows.with_format("arrow").map(
+        _truncate_table, batched=True, batch_size=10_000, fn_kwargs={"max_seq_length": max_seq_length},
+        cache_file_name=str(path), new_fingerprint=path.stem, desc="truncating").with_format(None)
+    if fresh:
+        views = sorted(entry.glob("view-*.arrow"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in views[KEEP_VIEWS:]:
+            with contextlib.suppress(OSError):
+                old.unlink()
+    else:
+        with contextlib.suppress(OSError):
+            os.utime(path)
+    return result
+
+
+def _truncate_table(table: Any, max_seq_length: int) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = pc.list_slice(table["input_ids"], 0, max_seq_length)
+    labels = pc.list_slice(table["labels"], 0, max_seq_length)
+    length = pc.min_element_wise(table["length"], pa.scalar(max_seq_length, pa.int32()))
+    return pa.table({"input_ids": ids, "labels": labels, "length": length.cast(pa.int32())})
+
+
+def _trained_tokens(dataset: Any) -> int:
+    import pyarrow.compute as pc
+
+    labels = pc.list_flatten(dataset.data.column("labels"))
+    return int(pc.sum(pc.not_equal(labels, IGNORE_INDEX).cast("int64")).as_py() or 0)
