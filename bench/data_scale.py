@@ -7,7 +7,9 @@ For each size, with a fresh tokenised cache ("cold") and again from the cache ("
 - peak RSS of every process (the command and the tokenising workers), sampled every 0.1 s with psutil, and the
   main process's RSS at the first and the last step (memory stays flat while training);
 - tokenisation throughput (tokens/s of the `Dataset.map` pass, from the cache entry's manifest) against the
-  tokenizer's own batched throughput on the same rendered rows, one process, times the cores.
+  tokenizer's own batched throughput on the same rendered rows, one process, times the cores (and, for
+  reference, the tokenizer run in one process per core at once, and its offset-free encode_batch_fast);
+- when training started: the step line's time less the Trainer's own time for step 1 (metrics.jsonl).
 
 Goals on a 2-core machine: peak RSS <= 2 GB at 1M rows; tokenisation >= 0.7 x (tokenizer batched throughput x
 cores); a cache hit starts training within 10 s.
@@ -150,8 +152,13 @@ def run_train(data: Path, cache: Path, work: Path) -> dict[str, Any]:
     memory = sampler.stop()
     if proc.returncode != 0 or first is None:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{''.join(log[-30:])}")
+    # The step line comes when step 1 has run: the Trainer's own clock (metrics.jsonl time_s, from the start of
+    # training) says how long that took, so training started at first - time_s.
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    step_one = next(r["time_s"] for r in records if r.get("type") == "train" and r.get("step") == 1)
     shutil.rmtree(out, ignore_errors=True)
-    return {"first_step_s": round(first, 2), "last_step_s": round(last, 2) if last else None,
+    return {"first_step_s": round(first, 2), "training_started_s": round(first - step_one, 2),
+            "last_step_s": round(last, 2) if last else None,
             "main_rss_at_first_step_mb": round(rss_first / 2**20, 1),
             "main_rss_at_last_step_mb": round(rss_last / 2**20, 1), **memory,
             "cache_line": next((line.strip() for line in log if line.startswith("tokenised data:")), None)}
@@ -181,7 +188,7 @@ def tokenizer_baseline(data: Path, sample_rows: int = 20_000, runs: int = 3) -> 
     calls = {"tokenizer(batch)": lambda b: tokenizer(b, add_special_tokens=False),
              "backend.encode_batch_fast(batch)": lambda b: tokenizer.backend_tokenizer.encode_batch_fast(
                  b, add_special_tokens=False)}
-    out = {"sample_rows": sample_rows, "tokens": tokens}
+    out = {"sample_rows": sample_rows, "tokens": tokens, "parallel": parallel_baseline(texts, tokens)}
     for name, call in calls.items():
         times = []
         for _ in range(runs):
@@ -191,6 +198,29 @@ def tokenizer_baseline(data: Path, sample_rows: int = 20_000, runs: int = 3) -> 
             times.append(time.perf_counter() - started)
         out[name] = round(tokens / statistics.median(times))
     return out
+
+
+def _tokenise_share(args: tuple[list[str], int]) -> float:
+    texts, repeats = args
+    from lorawiz.builtin import local_path
+    from lorawiz.data.tokens import load_tokenizer
+
+    tokenizer = load_tokenizer(local_path("builtin:tiny"))
+    started = time.perf_counter()
+    for _ in range(repeats):
+        for i in range(0, len(texts), 1000):
+            tokenizer(texts[i:i + 1000], add_special_tokens=False)
+    return time.perf_counter() - started
+
+
+def parallel_baseline(texts: list[str], tokens: int, repeats: int = 2) -> int:
+    """Tokens/s of tokenizer(batch) in one process per core at once, each on all the sample texts: the
+    tokenizer's batched throughput x cores as this machine delivers it (cores share caches and memory)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(cores()) as pool:
+        seconds = pool.map(_tokenise_share, [(texts, repeats)] * cores())
+    return round(tokens * repeats * cores() / max(seconds))
 
 
 def cores() -> int:
@@ -216,14 +246,15 @@ def bench_size(rows: int, runs_cold: int, runs_warm: int, work: Path, baseline: 
         if result["tokenise_s"]:
             throughput.append(entry["tokens"] / entry["tokenise_seconds"])
         cold.append(result)
-        print(f"  cold: first step {result['first_step_s']:.1f} s, peak RSS {result['max_process_peak_mb']:,.0f} MB "
+        print(f"  cold: training started at {result['training_started_s']:.1f} s, peak RSS "
+              f"{result['max_process_peak_mb']:,.0f} MB "
               f"(main {result['main_peak_mb']:,.0f}), tokenised in {result['tokenise_s']} s on "
               f"{result['processes']} processes", flush=True)
     for _ in range(runs_warm):
         result = run_train(data, cache, work)
         warm.append(result)
-        print(f"  warm: first step {result['first_step_s']:.1f} s, peak RSS {result['max_process_peak_mb']:,.0f} MB",
-              flush=True)
+        print(f"  warm: training started at {result['training_started_s']:.1f} s (step 1 done at "
+              f"{result['first_step_s']:.1f} s), peak RSS {result['max_process_peak_mb']:,.0f} MB", flush=True)
     shutil.rmtree(cache, ignore_errors=True)
     reference = baseline["tokenizer(batch)"] * cores()
     fastest = baseline["backend.encode_batch_fast(batch)"] * cores()
@@ -232,13 +263,18 @@ def bench_size(rows: int, runs_cold: int, runs_warm: int, work: Path, baseline: 
         "rows": rows, "file_mb": round(data.stat().st_size / 1e6, 1),
         "cold_first_step_s": statistics.median(r["first_step_s"] for r in cold) if cold else None,
         "warm_first_step_s": statistics.median(r["first_step_s"] for r in warm) if warm else None,
+        "cold_training_started_s": statistics.median(r["training_started_s"] for r in cold) if cold else None,
+        "warm_training_started_s": statistics.median(r["training_started_s"] for r in warm) if warm else None,
         "peak_rss_mb": max(r["max_process_peak_mb"] for r in cold + warm),
         "tokenise_tokens_per_s": round(tokens_per_s) if tokens_per_s else None,
         "tokenise_ratio": round(tokens_per_s / reference, 3) if tokens_per_s else None,
         "tokenise_ratio_vs_encode_batch_fast": round(tokens_per_s / fastest, 3) if tokens_per_s else None,
+        "tokenise_ratio_vs_parallel_tokenizer": round(tokens_per_s / baseline["parallel"], 3) if tokens_per_s
+        else None,
         "cold": cold, "warm": warm,
     }
-    print(f"  => cold first step {summary['cold_first_step_s']} s, warm {summary['warm_first_step_s']} s, peak RSS "
+    print(f"  => training started after {summary['cold_training_started_s']} s cold, "
+          f"{summary['warm_training_started_s']} s warm; peak RSS "
           f"{summary['peak_rss_mb']:,.0f} MB, tokenisation {summary['tokenise_tokens_per_s']:,} tokens/s = "
           f"{summary['tokenise_ratio']} x tokenizer(batch) x {cores()} cores", flush=True)
     return summary
@@ -264,7 +300,8 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     baseline = tokenizer_baseline(data_file(min(args.sizes)))
     print(f"tokenizer baseline, one process: {baseline['tokenizer(batch)']:,} tokens/s (tokenizer(batch)), "
-          f"{baseline['backend.encode_batch_fast(batch)']:,} (encode_batch_fast, no offsets)", flush=True)
+          f"{baseline['backend.encode_batch_fast(batch)']:,} (encode_batch_fast, no offsets); tokenizer(batch) in "
+          f"{cores()} processes at once: {baseline['parallel']:,} tokens/s", flush=True)
     with tempfile.TemporaryDirectory(prefix="lorawiz-data-scale-") as tmp:
         sizes = [bench_size(rows, args.runs if rows < 1_000_000 else args.runs_large, args.runs, Path(tmp), baseline)
                  for rows in args.sizes]
@@ -272,7 +309,7 @@ def main() -> None:
     verdict = {
         "peak_rss_gb_at_1m": round(large[0]["peak_rss_mb"] / 1024, 2) if large else None,
         "tokenise_ratio": min(s["tokenise_ratio"] for s in sizes if s["tokenise_ratio"]),
-        "warm_start_s": max(s["warm_first_step_s"] for s in sizes if s["warm_first_step_s"]),
+        "warm_start_s": max(s["warm_training_started_s"] for s in sizes if s["warm_training_started_s"]),
     }
     met = {"peak_rss_gb_at_1m": verdict["peak_rss_gb_at_1m"] is not None
            and verdict["peak_rss_gb_at_1m"] <= GOALS["peak_rss_gb_at_1m"],

@@ -70,6 +70,11 @@ class TokenisedFile:
         return np.asarray(self.dataset.data.column(name).to_numpy())
 
     @property
+    def files(self) -> list[Path]:
+        """The Arrow files of the rows, in row order."""
+        return [Path(item["filename"]) for item in self.dataset.cache_files]
+
+    @property
     def size_bytes(self) -> int:
         return sum(path.stat().st_size for path in self.entry.glob("*.arrow"))
 

@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from lorawiz.data.masking import IGNORE_INDEX
@@ -29,6 +28,7 @@ class View:
     dropped: int  # rows with no trained token left within max_seq_length
     trained_tokens: int
     total_tokens: int  # before truncation
+    lengths: Any = None  # numpy: each row's length after truncation (the dataset's `length` column, in order)
 
 
 
@@ -66,10 +66,10 @@ def training_view(tokenised: TokenisedFile, indices: Any, max_seq_length: int, *
     stats = {"rows": int(len(keep)), "truncated": int((length[picked] > max_seq_length).sum()),
              "dropped": int(len(picked) - len(keep)), "total_tokens": int(length[picked].sum()),
              "trained_tokens": int(trained[keep[~long]].sum())}
+    stats["lengths"] = np.minimum(length[keep], max_seq_length)
     base = tokenised.dataset.select_columns(["input_ids", "labels", "length"])
     if long.any():
-        cut = _truncated(base.select(keep[long], keep_in_memory=True), tokenised.entry, keep[long], max_seq_length,
-                         name)
+        cut = _truncated(tokenised, keep[long], max_seq_length, name)
         stats["trained_tokens"] += _trained_tokens(cut)
         positions = keep.copy()
         positions[long] = len(base) + np.arange(int(long.sum()))
@@ -81,24 +81,45 @@ def training_view(tokenised: TokenisedFile, indices: Any, max_seq_length: int, *
     return View(dataset, **stats)
 
 
-def _truncated(rows: Any, entry: Path, indices: Any, max_seq_length: int, name: str) -> Any:
-    """The rows cut at max_seq_length, cached in the entry by (their indices, max_seq_length)."""
-    digest = hashlib.blake2b(indices.astype("<i8").tobytes(), digest_size=8)
+def _truncated(tokenised: TokenisedFile, rows: Any, max_seq_length: int, name: str) -> Any:
+    """The rows at `rows` (ascending) cut at max_seq_length, cached in the entry by (those rows, max_seq_length).
+
+    Read batch by batch from the Arrow files with plain reads, not through the memory map: the kernel maps a few
+    hundred KB around every page a mapped read touches, so picking rows spread over a 2 GB file through the map
+    would put most of it in this process's RSS.
+    """
+    import numpy as np
+    import pyarrow as pa
+    from datasets import Dataset
+
+    digest = hashlib.blake2b(rows.astype("<i8").tobytes(), digest_size=8)
     digest.update(f"{max_seq_length}:{CACHE_VERSION}".encode())
-    path = entry / f"view-{name}-{digest.hexdigest()}.arrow"
-    fresh = not path.exists()
-    result = rows.with_format("arrow").map(
-        _truncate_table, batched=True, batch_size=10_000, fn_kwargs={"max_seq_length": max_seq_length},
-        cache_file_name=str(path), new_fingerprint=path.stem, desc="truncating").with_format(None)
-    if fresh:
-        views = sorted(entry.glob("view-*.arrow"), key=lambda p: p.stat().st_mtime, reverse=True)
+    path = tokenised.entry / f"view-{name}-{digest.hexdigest()}.arrow"
+    if not path.exists():
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        schema = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())),
+                            ("length", pa.int32())])
+        start, taken = 0, 0
+        with pa.OSFile(str(temp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+            for file in tokenised.files:
+                with pa.OSFile(str(file), "rb") as source:
+                    for batch in pa.ipc.open_stream(source):
+                        stop = start + batch.num_rows
+                        here = rows[taken:np.searchsorted(rows, stop)] - start
+                        if len(here):
+                            part = pa.Table.from_batches([batch]).select(["input_ids", "labels", "length"])
+                            writer.write_table(_truncate_table(part.take(pa.array(here)), max_seq_length))
+                            taken += len(here)
+                        start = stop
+        os.replace(temp, path)
+        views = sorted(tokenised.entry.glob("view-*.arrow"), key=lambda p: p.stat().st_mtime, reverse=True)
         for old in views[KEEP_VIEWS:]:
             with contextlib.suppress(OSError):
                 old.unlink()
     else:
         with contextlib.suppress(OSError):
             os.utime(path)
-    return result
+    return Dataset.from_file(str(path))
 
 
 def _truncate_table(table: Any, max_seq_length: int) -> Any:

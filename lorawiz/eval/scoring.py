@@ -179,7 +179,7 @@ def mean_loss_view(model: Any, tokenizer: Any, view: Any, max_seq_length: int,
 
     if not view.rows:
         _nothing_to_score(view.rows + view.dropped, max_seq_length)
-    lengths = np.asarray(view.dataset.select_columns(["length"]).with_format("numpy")[:]["length"])
+    lengths = np.asarray(view.lengths)
     order = np.argsort(-lengths, kind="stable")  # as sorted(..., reverse=True): ties keep the file order
     widths = lengths[order].tolist()
 

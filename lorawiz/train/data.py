@@ -43,6 +43,7 @@ class PreparedData:
     stats: dict[str, Any]
     first: dict[str, list[int]]
     cache_entry: Any = None  # the training file's folder in the tokenised cache
+    train_lengths: Any = None  # numpy: the training rows' lengths, for length-grouped batches
 
 
 def load_run_data(cfg: Any, world_size: int = 1, say: Any = None) -> RunData:
@@ -108,7 +109,8 @@ def prepare_data(cfg: Any, run: RunData) -> PreparedData:
         train_set = train_set.remove_columns(["length"])  # packing makes its own rows
     first = train.dataset[0]
     return PreparedData(run.tokenizer, train_set, val.dataset.remove_columns(["length"]) if val else None, stats,
-                        {"input_ids": first["input_ids"], "labels": first["labels"]}, run.train.entry)
+                        {"input_ids": first["input_ids"], "labels": first["labels"]}, run.train.entry,
+                        train.lengths)
 
 
 def _size(count: float) -> str:

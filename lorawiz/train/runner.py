@@ -334,7 +334,7 @@ def _train_once(ctx: RunContext, data: Any, checkpoint: Path | None, fingerprint
         callbacks.append(stopper)
     if ctx.fault is not None:
         callbacks.append(ctx.fault)
-    trainer = ctx.backend.trainer(loaded, data.train, data.eval, args, callbacks)
+    trainer = ctx.backend.trainer(loaded, data.train, data.eval, args, callbacks, lengths=data.train_lengths)
     monitor.attach(trainer)  # drops the Trainer's own printer/progress callbacks
     stop.install()
     try:

@@ -30,8 +30,10 @@ class Backend(Protocol):
         """Load the base model (quantised as configured) and tokenizer, and wrap the model with LoRA."""
         ...
 
-    def trainer(self, loaded: LoadedModel, train_data: Any, eval_data: Any, args: Any, callbacks: list) -> Any:
-        """A transformers Trainer (TRL SFTTrainer) over pre-tokenised data."""
+    def trainer(self, loaded: LoadedModel, train_data: Any, eval_data: Any, args: Any, callbacks: list,
+                lengths: Any = None) -> Any:
+        """A transformers Trainer (TRL SFTTrainer) over pre-tokenised data; `lengths` (the training rows' lengths)
+        serve length-grouped batches."""
         ...
 
 

@@ -46,11 +46,13 @@ class HFBackend:
         model = get_peft_model(model, lora_config(cfg))
         return LoadedModel(model, tokenizer, notes)
 
-    def trainer(self, loaded: LoadedModel, train_data: Any, eval_data: Any, args: Any, callbacks: list) -> Any:
+    def trainer(self, loaded: LoadedModel, train_data: Any, eval_data: Any, args: Any, callbacks: list,
+                lengths: Any = None) -> Any:
         from lorawiz.train.sampling import sft_trainer_class
 
-        return sft_trainer_class()(model=loaded.model, args=args, train_dataset=train_data, eval_dataset=eval_data,
-                          processing_class=loaded.tokenizer, callbacks=callbacks)
+        trainer_class = sft_trainer_class(lengths)
+        return trainer_class(model=loaded.model, args=args, train_dataset=train_data, eval_dataset=eval_data,
+                             processing_class=loaded.tokenizer, callbacks=callbacks)
 
 
 def _device_map(quantized: bool) -> Any:

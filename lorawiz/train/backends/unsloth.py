@@ -41,10 +41,12 @@ class UnslothBackend:
                                                                                              "")))
         return LoadedModel(model, tokenizer, notes)
 
-    def trainer(self, loaded: LoadedModel, train_data: Any, eval_data: Any, args: Any, callbacks: list) -> Any:
+    def trainer(self, loaded: LoadedModel, train_data: Any, eval_data: Any, args: Any, callbacks: list,
+                lengths: Any = None) -> Any:
         from lorawiz.train.sampling import sft_trainer_class
 
         # Unsloth's own gradient checkpointing is on the model; the Trainer must not add its own on top.
         args.gradient_checkpointing = False
-        return sft_trainer_class()(model=loaded.model, args=args, train_dataset=train_data, eval_dataset=eval_data,
-                          processing_class=loaded.tokenizer, callbacks=callbacks)
+        trainer_class = sft_trainer_class(lengths)
+        return trainer_class(model=loaded.model, args=args, train_dataset=train_data, eval_dataset=eval_data,
+                             processing_class=loaded.tokenizer, callbacks=callbacks)

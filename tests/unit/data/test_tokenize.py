@@ -136,7 +136,8 @@ def test_cached_views_hold_exactly_the_in_memory_examples(data, tokenizer, tmp_p
         view = training_view(tokenised, indices, max_len)
         got = [{"input_ids": row["input_ids"], "labels": row["labels"]} for row in view.dataset]
         assert got == expected.examples
-        assert [row["length"] for row in view.dataset] == [len(row["input_ids"]) for row in got]
+        assert [row["length"] for row in view.dataset] == [len(row["input_ids"]) for row in got] == \
+            view.lengths.tolist()
         assert (view.rows, view.truncated, view.dropped, view.trained_tokens, view.total_tokens) == (
             len(expected.examples), expected.truncated, expected.dropped, expected.trained_tokens,
             expected.total_tokens)
@@ -183,5 +184,7 @@ def test_two_processes_tokenise_in_parallel_to_the_same_result(tmp_path, tokeniz
         two = _build(path, tokenizer, tmp_path / "b", processes=2)
     finally:
         module.ROWS_PER_PROCESS = old
-    assert (one.processes, two.processes) == (1, 2)
+    assert (one.processes, two.processes) == (1, 2) and len(two.files) == 2
     assert two.dataset.to_dict() == one.dataset.to_dict()
+    cut_one, cut_two = training_view(one, None, 40), training_view(two, None, 40)  # rows from both shards cut
+    assert cut_one.truncated > 100 and cut_two.dataset.to_dict() == cut_one.dataset.to_dict()

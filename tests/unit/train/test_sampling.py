@@ -36,3 +36,17 @@ def test_batches_hold_rows_of_similar_length():
     shuffled = list(range(len(LENGTHS)))
     random.Random(1).shuffle(shuffled)
     assert padding(order(0)) < padding(shuffled) / 2  # 25% against 72% on these lengths
+
+
+def test_the_numpy_grouping_orders_rows_as_transformers_does():
+    import numpy as np
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    from lorawiz.train.sampling import grouped_indices
+
+    for count, batch, seed in ((1000, 16, 0), (37, 4, 3), (5000, 64, 9), (3, 8, 1)):
+        lengths = [int(random.Random(seed + i).lognormvariate(4, 1)) % 50 + 1 for i in range(count)]  # many ties
+        generator = torch.Generator()
+        generator.manual_seed(seed)
+        expected = get_length_grouped_indices(lengths, batch, generator=generator)
+        assert grouped_indices(np.array(lengths), batch, seed).tolist() == expected
