@@ -12,8 +12,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from lorawiz.data.cache import CACHE_VERSION
 from lorawiz.data.masking import IGNORE_INDEX
-from lorawiz.data.tokenize import CACHE_VERSION, TokenisedFile
+from lorawiz.data.tokenize import TokenisedFile
 
 KEEP_VIEWS = 4  # truncated row files per entry
 

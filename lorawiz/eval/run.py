@@ -212,7 +212,8 @@ def _evaluated_rows(path: Path, chosen: list[int] | None) -> Iterator[dict[str, 
 def _loss_view(path: Path, chosen: list[int] | None, tokenizer: Any, run_config: Any, max_seq_length: int,
                assistant_only: bool) -> Any:
     """The evaluated rows tokenised as training tokenises them, from (or into) the same cache."""
-    from lorawiz.data.tokenize import default_cache_root, tokenise_file
+    from lorawiz.data.cache import default_cache_root
+    from lorawiz.data.tokenize import tokenise_file
     from lorawiz.data.view import training_view
 
     data_config = run_config.data if run_config is not None else None

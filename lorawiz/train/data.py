@@ -46,13 +46,14 @@ class PreparedData:
     train_lengths: Any = None  # numpy: the training rows' lengths, for length-grouped batches
 
 
-def load_run_data(cfg: Any, world_size: int = 1, say: Any = None) -> RunData:
+def load_run_data(cfg: Any, world_size: int = 1, say: Any = None, progress: bool = False) -> RunData:
     """Load the tokenizer and tokenise the data files (or read them from the cache); bad rows fail here, with
     their line numbers, before any model loads."""
     from lorawiz.builtin import local_path
+    from lorawiz.data.cache import default_cache_root
     from lorawiz.data.formats import ConvertOptions
     from lorawiz.data.masking import ensure_chat_template
-    from lorawiz.data.tokenize import default_cache_root, tokenise_file
+    from lorawiz.data.tokenize import tokenise_file
     from lorawiz.data.tokens import load_tokenizer
 
     data = cfg.data
@@ -63,11 +64,12 @@ def load_run_data(cfg: Any, world_size: int = 1, say: Any = None) -> RunData:
     opts = ConvertOptions(system=data.system_prompt)
     first = _first_on_this_machine(world_size)
     train = tokenise_file(local_path(data.train_file), tokenizer, opts=opts, assistant_only=data.assistant_only_loss,
-                          cache_root=root, say=say, build=first)
+                          cache_root=root, say=say, progress=progress, build=first)
     validation = None
     if data.validation_file:
         validation = tokenise_file(local_path(data.validation_file), tokenizer, opts=opts,
-                                   assistant_only=data.assistant_only_loss, cache_root=root, say=say, build=first)
+                                   assistant_only=data.assistant_only_loss, cache_root=root, say=say,
+                                   progress=progress, build=first)
     return RunData(tokenizer, train, validation)
 
 

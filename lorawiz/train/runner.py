@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -140,7 +141,8 @@ def _plan_and_train(request: TrainRequest) -> TrainResult:
 
     from lorawiz.train.data import load_run_data, prepare_data
 
-    run_data = load_run_data(request.config.config, world, say=request.reporter.say if is_main else None)
+    run_data = load_run_data(request.config.config, world, say=request.reporter.say if is_main else None,
+                             progress=is_main and not request.plain and sys.stderr.isatty())
     inputs = gather(request.config, hardware=hardware, tokenised=run_data.train, data_note=run_data.cache_note())
     plan = make_plan(inputs)
     resolved = fill_from_plan(request.config, plan)

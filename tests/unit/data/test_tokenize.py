@@ -9,10 +9,11 @@ import os
 
 import pytest
 
+from lorawiz.data.cache import KEEP_PER_FILE
 from lorawiz.data.formats import ConvertOptions
 from lorawiz.data.masking import tokenize_rows
 from lorawiz.data.rows import holdout_split, read_rows
-from lorawiz.data.tokenize import KEEP_PER_FILE, tokenise_file
+from lorawiz.data.tokenize import tokenise_file
 from lorawiz.data.view import holdout, training_view
 from lorawiz.errors import LorawizError
 from tests.unit.data.conftest import chat, write_jsonl
