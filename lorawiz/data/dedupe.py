@@ -21,6 +21,13 @@ def normalise_text(text: str) -> str:
 
 
 def _normalised(value: Any) -> Any:
+    kind = type(value)  # exact types (what JSON, CSV and Parquet readers give): a call per value is the cost here
+    if kind is str:
+        return " ".join(value.split()).casefold()
+    if kind is dict:
+        return {key: _normalised(item) for key, item in value.items()}
+    if kind is list or kind is tuple:
+        return [_normalised(item) for item in value]
     if isinstance(value, str):
         return normalise_text(value)
     if isinstance(value, dict):

@@ -9,7 +9,7 @@ rewrites earlier turns (so the prefixes do not line up) falls back to finding th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,29 +41,75 @@ def ensure_chat_template(tokenizer: Any) -> bool:
 def answer_spans(tokenizer: Any, messages: list[Mapping[str, Any]], assistant_only: bool = True
                  ) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character spans the loss covers."""
-    text = tokenizer.apply_chat_template(list(messages), tokenize=False)
+    return render_rows(tokenizer, [{"messages": messages}], assistant_only)[0]
+
+
+def render_rows(tokenizer: Any, rows: Sequence[Mapping[str, Any]], assistant_only: bool = True
+                ) -> list[tuple[str, list[tuple[int, int]]]]:
+    """(text, trained character spans) of each canonical row: the chat template applied to the whole batch at
+    once (transformers' batched apply_chat_template: its per-call work is paid once per batch, not per row)."""
+    out: list[Any] = [None] * len(rows)
+    chats = []
+    for k, row in enumerate(rows):
+        if "messages" in row:
+            chats.append((k, list(row["messages"])))
+        else:
+            text = (tokenizer.bos_token or "") + str(row["text"]) + (tokenizer.eos_token or "")
+            out[k] = (text, [(0, len(text))])
+    texts = _render_many(tokenizer, [messages for _, messages in chats], False)
     if not assistant_only:
-        return text, [(0, len(text))]
-    spans = []
+        for (k, _), text in zip(chats, texts, strict=True):
+            out[k] = (text, [(0, len(text))])
+        return out
+    prefix_asks, upto_asks = [], []
+    for _, messages in chats:
+        for i in _trained_turns(messages):
+            prefix_asks.append(messages[:i])
+            if i != len(messages) - 1:  # up to the last turn is the whole text
+                upto_asks.append(messages[: i + 1])
+    prefixes = iter(_render_many(tokenizer, prefix_asks, True))
+    uptos = iter(_render_many(tokenizer, upto_asks, False))
+    for (k, messages), text in zip(chats, texts, strict=True):
+        out[k] = (text, _spans(text, messages, prefixes, uptos))
+    return out
+
+
+def _trained_turns(messages: Sequence[Mapping[str, Any]]) -> list[int]:
+    return [i for i, message in enumerate(messages)
+            if message.get("role") == "assistant" and message.get("weight", 1) != 0]
+
+
+def _render_many(tokenizer: Any, conversations: list[list[Mapping[str, Any]]], generation_prompt: bool) -> list[str]:
+    if not conversations:
+        return []
+    return list(tokenizer.apply_chat_template(conversations, tokenize=False, add_generation_prompt=generation_prompt))
+
+
+def _spans(text: str, messages: Sequence[Mapping[str, Any]], prefixes: Iterator[str], uptos: Iterator[str]
+           ) -> list[tuple[int, int]]:
+    """The spans of one conversation, from its renders up to each trained turn (with and without that turn).
+
+    The characters between the two renders are the answer and its end-of-turn marker. A template that rewrites
+    earlier turns (so the renders do not line up) falls back to finding the answer text itself.
+    """
+    spans: list[tuple[int, int]] = []
     cursor = 0
-    for i, message in enumerate(messages):
-        if message.get("role") != "assistant" or message.get("weight", 1) == 0:
-            continue
-        prefix = tokenizer.apply_chat_template(list(messages[:i]), tokenize=False, add_generation_prompt=True)
-        upto = text if i == len(messages) - 1 else tokenizer.apply_chat_template(list(messages[: i + 1]),
-                                                                                 tokenize=False)
+    turns = _trained_turns(messages)
+    for i in turns:
+        prefix = next(prefixes)
+        upto = text if i == len(messages) - 1 else next(uptos)
         if text.startswith(upto) and upto.startswith(prefix) and len(prefix) >= cursor:
             end = len(upto.rstrip())  # the answer and its end-of-turn marker, not the newline after it
             spans.append((len(prefix), max(end, len(prefix))))
             cursor = len(upto)
             continue
-        content = message.get("content") or ""
+        content = messages[i].get("content") or ""
         start = text.find(content, cursor) if content else -1
         if start < 0:
             continue  # the template dropped this turn (e.g. reasoning removed from history): nothing to train
         spans.append((start, start + len(content)))
         cursor = start + len(content)
-    return text, spans
+    return spans
 
 
 def _label(encoding: Any, spans: list[tuple[int, int]]) -> Any:
@@ -85,10 +131,7 @@ def _label(encoding: Any, spans: list[tuple[int, int]]) -> Any:
 
 def render(tokenizer: Any, row: Mapping[str, Any], assistant_only: bool = True) -> tuple[str, list[tuple[int, int]]]:
     """The text a canonical row is trained as, and the character spans its loss covers."""
-    if "messages" in row:
-        return answer_spans(tokenizer, row["messages"], assistant_only)
-    text = (tokenizer.bos_token or "") + str(row["text"]) + (tokenizer.eos_token or "")
-    return text, [(0, len(text))]
+    return render_rows(tokenizer, [row], assistant_only)[0]
 
 
 def encode_rows(tokenizer: Any, rows: Sequence[Mapping[str, Any]], assistant_only: bool = True) -> list[tuple]:
@@ -97,7 +140,7 @@ def encode_rows(tokenizer: Any, rows: Sequence[Mapping[str, Any]], assistant_onl
     The fast tokenizer is called through its Rust backend with truncation and padding off, as transformers does
     inside `tokenizer(...)`, without building Python lists of the ids and offsets it does not need.
     """
-    rendered = [render(tokenizer, row, assistant_only) for row in rows]
+    rendered = render_rows(tokenizer, rows, assistant_only)
     texts = [text for text, _ in rendered]
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:

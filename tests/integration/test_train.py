@@ -6,6 +6,7 @@ Every run is a real subprocess (signals and SIGKILL included), on a small slice 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -227,3 +228,25 @@ def test_a_plan_for_a_gpu_runs_on_this_cpu_with_the_changes_said(tmp_path, data)
     sections = yaml.safe_load((out / "lorawiz.yaml").read_text())
     saved = {key: value for section in sections.values() for key, value in section.items()}
     assert (saved["bf16"], saved["optim"], saved["seed"], saved["max_grad_norm"]) == (False, "adamw_torch", 0, 0.0)
+
+
+def test_packing_trains_from_the_tokenised_cache(tmp_path, data):
+    """With packing on, TRL packs the memory-mapped rows lorawiz tokenised (the view without its length column)."""
+    out = tmp_path / "run"
+    done = train(out, data, "--packing", "--max-steps", "2", "--set", "eval_steps=2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert results(out)["global_step"] == 2 and (out / "adapter_model.safetensors").is_file()
+
+
+def test_eval_reads_the_cache_training_built(tmp_path, data, baseline):
+    """`lorawiz eval` on the training data tokenises it with the adapter's saved tokenizer: the same fingerprint
+    as training's, so the cache gains no entry."""
+    out, _ = baseline
+    env_cache = Path(os.environ["HF_DATASETS_CACHE"]) / "lorawiz"
+    train_file, _ = data
+    before = sorted(p for p in env_cache.glob(f"{train_file.name}-*/*") if p.is_dir())
+    done = lorawiz("eval", str(out), "--data", str(train_file), "--no-compare-base", "--samples", "0",
+                   "--json", str(tmp_path / "e.json"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = sorted(p for p in env_cache.glob(f"{train_file.name}-*/*") if p.is_dir())
+    assert before and after == before
