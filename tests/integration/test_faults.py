@@ -8,7 +8,6 @@ disk inside a checkpoint save is simulated by making torch.save fail with ENOSPC
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -24,34 +23,6 @@ import pytest
 from tests.conftest import subprocess_env
 
 TRAIN = ["--model", "builtin:tiny", "--max-steps", "6", "--set", "save_steps=2", "--set", "eval_steps=2"]
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from lorawiz.builtin.triage import triage_rows
-
-    folder = tmp_path_factory.mktemp("data")
-    train, val = folder / "train.jsonl", folder / "val.jsonl"
-    train.write_text("".join(json.dumps(r) + "\n" for r in triage_rows("train")[:64]))
-    val.write_text("".join(json.dumps(r) + "\n" for r in triage_rows("validation")[:16]))
-    return train, val
-
-
-@pytest.fixture(scope="module")
-def adapter(tmp_path_factory):
-    """A small LoRA adapter of builtin:tiny with its tokenizer, as lorawiz train writes one."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from lorawiz.builtin import resolve_builtin
-
-    base = resolve_builtin("builtin:tiny")
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
-                           LoraConfig(r=8, target_modules="all-linear", task_type="CAUSAL_LM"))
-    folder = tmp_path_factory.mktemp("adapter")
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
-    return folder
 
 
 def lorawiz_cmd(*args: str) -> list[str]:

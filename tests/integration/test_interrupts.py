@@ -114,22 +114,6 @@ def big(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def adapter(tmp_path_factory):
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from lorawiz.builtin import resolve_builtin
-
-    base = resolve_builtin("builtin:tiny")
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
-                           LoraConfig(r=8, target_modules="all-linear", task_type="CAUSAL_LM"))
-    folder = tmp_path_factory.mktemp("adapter")
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
-    return folder
-
-
 def writing(folder: Path, merge: bool) -> bool:
     """A temporary output exists: data/writers.py's `.NAME.XXXXXXXX.tmp` files, merge's `.NAME.XXXXXXXX` folder."""
     return any(p.name.endswith(".tmp") or (merge and p.is_dir()) for p in folder.glob(".*"))

@@ -22,17 +22,6 @@ from tests.integration.test_train import STEPS, lorawiz, results, train
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from lorawiz.builtin.triage import triage_rows
-
-    folder = tmp_path_factory.mktemp("data")
-    train_file, val_file = folder / "train.jsonl", folder / "val.jsonl"
-    train_file.write_text("".join(json.dumps(r) + "\n" for r in triage_rows("train")[:64]))
-    val_file.write_text("".join(json.dumps(r) + "\n" for r in triage_rows("validation")[:16]))
-    return train_file, val_file
-
-
-@pytest.fixture(scope="module")
 def finished(tmp_path_factory, data):
     """runs/r1: a finished 4-step run (checkpoint-4, adapter, all_results.json)."""
     out = tmp_path_factory.mktemp("work") / "runs" / "r1"

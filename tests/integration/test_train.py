@@ -19,18 +19,6 @@ from tests.conftest import subprocess_env
 STEPS = ["--max-steps", "8", "--set", "eval_steps=4", "--set", "logging_steps=1"]
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """64 training and 16 validation rows of the triage sample, written as JSONL."""
-    from lorawiz.builtin.triage import triage_rows
-
-    folder = tmp_path_factory.mktemp("data")
-    train, val = folder / "train.jsonl", folder / "val.jsonl"
-    train.write_text("".join(json.dumps(r) + "\n" for r in triage_rows("train")[:64]))
-    val.write_text("".join(json.dumps(r) + "\n" for r in triage_rows("validation")[:16]))
-    return train, val
-
-
 def lorawiz(*args: str, fault: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     env = subprocess_env(CI="true")
     if fault:
