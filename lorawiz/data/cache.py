@@ -122,9 +122,10 @@ def make_build_dir(folder: Path, key: str) -> str:
 
 
 def write_manifest(folder: Path, data: dict[str, Any]) -> None:
-    temp = folder / f".{MANIFEST}.tmp"
-    temp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(temp, folder / MANIFEST)
+    from lorawiz.data.writers import atomic_output
+
+    with atomic_output(folder / MANIFEST, overwrite=True) as handle:
+        handle.write(json.dumps(data, indent=1) + "\n")
 
 
 def publish(build: Path, entry: Path) -> None:
@@ -136,7 +137,7 @@ def publish(build: Path, entry: Path) -> None:
             raise
 
 
-def load_entry(entry: Path, source: Path) -> tuple[Any, str] | None:
+def load_entry(entry: Path) -> tuple[Any, str] | None:
     """(dataset, shape) of a complete entry, or None."""
     try:
         manifest = json.loads((entry / MANIFEST).read_text())

@@ -4,7 +4,7 @@ share; a chat row's answer."""
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,57 +20,58 @@ def read_rows(path: str | Path, opts: ConvertOptions | None = None, stopped: str
 
     `stopped` says in the error what did not happen because of the bad rows.
     """
-    path = Path(path)
-    opts = opts or ConvertOptions()
-    shape, _ = resolve_shape(path, opts)
-    rows, bad = [], BadRows()
-    for line, row in iter_canonical(path, shape, opts):
-        if isinstance(row, RowProblem):
-            bad.note(line, row.kind)
-        else:
-            rows.append(row)
-    bad.raise_if_any(path, stopped, hint=f"Clean it first: lorawiz format {path} -o clean.jsonl "
-                                                          "--skip-bad")
-    if not rows:
-        raise LorawizError(f"{path} has no rows.", hint="Check the file.")
+    bad = BadRows()
+    rows = list(good_rows(path, opts, bad))
+    check_rows(path, bad, len(rows), stopped)
     return rows
 
 
 def count_rows(path: str | Path, opts: ConvertOptions | None = None, stopped: str = "training did not start") -> int:
     """The rows of a data file, counted in one streaming pass that fails on bad rows as read_rows does."""
+    bad = BadRows()
+    count = sum(1 for _ in good_rows(path, opts, bad))
+    check_rows(path, bad, count, stopped)
+    return count
+
+
+def good_rows(path: str | Path, opts: ConvertOptions | None, bad: BadRows) -> Iterator[dict[str, Any]]:
+    """The canonical rows of a data file, streamed; each bad row is noted in `bad` (check_rows reports them)."""
     path = Path(path)
     opts = opts or ConvertOptions()
     shape, _ = resolve_shape(path, opts)
-    count, bad = 0, BadRows()
     for line, row in iter_canonical(path, shape, opts):
         if isinstance(row, RowProblem):
             bad.note(line, row.kind)
         else:
-            count += 1
-    bad.raise_if_any(path, stopped, hint=f"Clean it first: lorawiz format {path} -o clean.jsonl --skip-bad")
+            yield row
+
+
+def check_rows(path: str | Path, bad: BadRows, count: int, stopped: str) -> None:
+    """Fail on the bad rows good_rows noted (with their line numbers), or on a file without rows."""
+    bad.raise_if_any(Path(path), stopped, hint=f"Clean it first: lorawiz format {path} -o clean.jsonl --skip-bad")
     if not count:
         raise LorawizError(f"{path} has no rows.", hint="Check the file.")
-    return count
 
 
-def rows_at(path: str | Path, positions: Sequence[int], opts: ConvertOptions | None = None) -> list[dict[str, Any]]:
-    """The canonical rows at `positions` (0-based, ascending, of a file count_rows has checked), in one streaming
-    pass that keeps only those rows."""
-    path = Path(path)
-    opts = opts or ConvertOptions()
-    shape, _ = resolve_shape(path, opts)
-    wanted, out, index = iter(positions), [], 0
-    target = next(wanted, None)
-    for _, row in iter_canonical(path, shape, opts):
+def iter_rows_at(path: str | Path, positions: Sequence[int] | None, opts: ConvertOptions | None = None
+                 ) -> Iterator[dict[str, Any]]:
+    """The canonical rows at `positions` (0-based, ascending; None: every row) of a file count_rows has checked,
+    streamed: nothing else is kept."""
+    wanted = iter(positions) if positions is not None else None
+    target = next(wanted, None) if wanted is not None else 0
+    for index, row in enumerate(good_rows(path, opts, BadRows())):
         if target is None:
-            break
-        if isinstance(row, RowProblem):
-            continue
-        if index == target:
-            out.append(row)
-            target = next(wanted, None)
-        index += 1
-    return out
+            return
+        if wanted is None or index == target:
+            yield row
+            if wanted is not None:
+                target = next(wanted, None)
+
+
+def rows_at(path: str | Path, positions: Sequence[int] | None, opts: ConvertOptions | None = None
+            ) -> list[dict[str, Any]]:
+    """The rows iter_rows_at streams, as a list."""
+    return list(iter_rows_at(path, positions, opts))
 
 
 def holdout_split(rows: Sequence[Mapping[str, Any]], ratio: float, seed: int) -> tuple[list, list]:

@@ -40,10 +40,12 @@ from lorawiz.data.cache import (
     touch,
     write_manifest,
 )
-from lorawiz.data.convert import BadRows, iter_canonical, resolve_shape
-from lorawiz.data.formats import ConvertOptions, RowProblem
+from lorawiz.data.convert import BadRows, resolve_shape
+from lorawiz.data.formats import ConvertOptions
 from lorawiz.data.masking import IGNORE_INDEX, encode_rows
+from lorawiz.data.rows import check_rows, good_rows
 from lorawiz.errors import LorawizError
+from lorawiz.hardware.nvml import cpu_cores
 
 ROWS_PER_BATCH = 10_000  # canonical rows per Arrow record batch in pass 1
 MAP_BATCH = 256  # rows per tokenizer call in pass 2
@@ -82,13 +84,6 @@ class TokenisedFile:
         return sum(path.stat().st_size for path in self.entry.glob("*.arrow"))
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Building
 
@@ -111,37 +106,38 @@ def tokenise_file(source: str | Path, tokenizer: Any, *, opts: ConvertOptions | 
     key = fingerprint(content, opts, tokenizer_fingerprint(tokenizer), assistant_only)
     folder = cache_root / file_id(source)
     entry = folder / key
-    found = load_entry(entry, source)
+    found = load_entry(entry)
     while found is None and not build:
         time.sleep(poll_s)
-        found = load_entry(entry, source)
+        found = load_entry(entry)
     if found is not None:
         touch(entry)
         return TokenisedFile(source, found[1], found[0], entry, True, time.monotonic() - started, 0)
     folder.mkdir(parents=True, exist_ok=True)
-    build = Path(make_build_dir(folder, key))
+    building = Path(make_build_dir(folder, key))
     say = say or (lambda text: None)
     try:
         say(f"reading {source} (not in the tokenised cache yet: this happens once; cached in {cache_root})")
-        shape, rows = _write_canonical(source, opts, build / "rows.arrow", stopped)
+        shape, rows = _write_canonical(source, opts, building / "rows.arrow", stopped)
         read_seconds = time.monotonic() - started
-        cores = processes or available_cores()
+        cores = processes or cpu_cores() or 1
         used = max(1, min(cores, rows // ROWS_PER_PROCESS))
         say(f"tokenising {rows:,} rows on {used} process{'es' if used > 1 else ''} (read in {read_seconds:.1f} s)")
-        files, tokens = _tokenise(build, tokenizer, assistant_only, used, key, progress)
+        files, tokens = _tokenise(building, tokenizer, assistant_only, used, key, progress)
         tokenise_seconds = time.monotonic() - started - read_seconds
         say(f"tokenised {rows:,} rows, {tokens:,} tokens, in {tokenise_seconds:.1f} s "
             f"({tokens / max(tokenise_seconds, 1e-9):,.0f} tokens/s)")
-        (build / "rows.arrow").unlink()
-        write_manifest(build, {"lorawiz_cache": CACHE_VERSION, "source": str(source.resolve()), "content": content,
-                                "fingerprint": key, "shape": shape, "rows": rows, "tokens": tokens,
-                                "files": files, "processes": used, "read_seconds": round(read_seconds, 3),
-                                "tokenise_seconds": round(tokenise_seconds, 3)})
-        publish(build, entry)
+        (building / "rows.arrow").unlink()
+        write_manifest(building, {"lorawiz_cache": CACHE_VERSION, "source": str(source.resolve()),
+                                  "content": content, "fingerprint": key, "shape": shape, "rows": rows,
+                                  "tokens": tokens, "files": files, "processes": used,
+                                  "read_seconds": round(read_seconds, 3),
+                                  "tokenise_seconds": round(tokenise_seconds, 3)})
+        publish(building, entry)
     finally:
-        shutil.rmtree(build, ignore_errors=True)
+        shutil.rmtree(building, ignore_errors=True)
     evict(folder, keep=entry, content=content)
-    loaded = load_entry(entry, source)
+    loaded = load_entry(entry)
     if loaded is None:
         raise LorawizError(f"the tokenised cache of {source} at {entry} could not be read back.",
                            hint="Check the disk, or set dataset_cache_dir to another folder.")
@@ -156,10 +152,7 @@ def _write_canonical(source: Path, opts: ConvertOptions, out: Path, stopped: str
     schema = pa.schema([("row", pa.string())])
     bad, rows, batch = BadRows(), 0, []
     with pa.OSFile(str(out), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-        for line, row in iter_canonical(source, shape, opts):
-            if isinstance(row, RowProblem):
-                bad.note(line, row.kind)
-                continue
+        for row in good_rows(source, opts, bad):
             rows += 1
             if bad.count:
                 continue  # the run fails: only count the rest
@@ -169,9 +162,7 @@ def _write_canonical(source: Path, opts: ConvertOptions, out: Path, stopped: str
                 batch = []
         if batch:
             writer.write_batch(pa.record_batch([pa.array(batch, pa.string())], schema=schema))
-    bad.raise_if_any(source, stopped, hint=f"Clean it first: lorawiz format {source} -o clean.jsonl --skip-bad")
-    if not rows:
-        raise LorawizError(f"{source} has no rows.", hint="Check the file.")
+    check_rows(source, bad, rows, stopped)
     return shape, rows
 
 
@@ -203,17 +194,17 @@ def encode_batch(batch: dict[str, list], tokenizer: Any, assistant_only: bool) -
     return out
 
 
-def _tokenise(build: Path, tokenizer: Any, assistant_only: bool, processes: int, key: str, progress: bool = False
+def _tokenise(building: Path, tokenizer: Any, assistant_only: bool, processes: int, key: str, progress: bool = False
               ) -> tuple[list[str], int]:
     """Pass 2: the map, one shard per process; the files it wrote and the tokens in them."""
     from datasets import Dataset
 
-    rows = Dataset.from_file(str(build / "rows.arrow"))
+    rows = Dataset.from_file(str(building / "rows.arrow"))
     with _quiet_tokenizers(processes), _progress_bar(progress):
         tokens = rows.map(encode_batch, batched=True, batch_size=MAP_BATCH, num_proc=processes if processes > 1
                           else None, remove_columns=["row"], features=_features(),
                           fn_kwargs={"tokenizer": tokenizer, "assistant_only": assistant_only},
-                          cache_file_name=str(build / "tokens.arrow"), new_fingerprint=key,
+                          cache_file_name=str(building / "tokens.arrow"), new_fingerprint=key,
                           desc="tokenising")
     files = [Path(item["filename"]).name for item in tokens.cache_files]
     total = int(sum(chunk.sum().as_py() or 0 for chunk in tokens.data.column("length").chunks))

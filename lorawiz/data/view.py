@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lorawiz.data.cache import CACHE_VERSION
@@ -89,8 +90,6 @@ def _truncated(tokenised: TokenisedFile, rows: Any, max_seq_length: int, name: s
     hundred KB around every page a mapped read touches, so picking rows spread over a 2 GB file through the map
     would put most of it in this process's RSS.
     """
-    import numpy as np
-    import pyarrow as pa
     from datasets import Dataset
 
     digest = hashlib.blake2b(rows.astype("<i8").tobytes(), digest_size=8)
@@ -98,20 +97,11 @@ def _truncated(tokenised: TokenisedFile, rows: Any, max_seq_length: int, name: s
     path = tokenised.entry / f"view-{name}-{digest.hexdigest()}.arrow"
     if not path.exists():
         temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        schema = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())),
-                            ("length", pa.int32())])
-        start, taken = 0, 0
-        with pa.OSFile(str(temp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-            for file in tokenised.files:
-                with pa.OSFile(str(file), "rb") as source:
-                    for batch in pa.ipc.open_stream(source):
-                        stop = start + batch.num_rows
-                        here = rows[taken:np.searchsorted(rows, stop)] - start
-                        if len(here):
-                            part = pa.Table.from_batches([batch]).select(["input_ids", "labels", "length"])
-                            writer.write_table(_truncate_table(part.take(pa.array(here)), max_seq_length))
-                            taken += len(here)
-                        start = stop
+        try:
+            _write_cut(tokenised, rows, max_seq_length, temp)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
         os.replace(temp, path)
         views = sorted(tokenised.entry.glob("view-*.arrow"), key=lambda p: p.stat().st_mtime, reverse=True)
         for old in views[KEEP_VIEWS:]:
@@ -121,6 +111,25 @@ def _truncated(tokenised: TokenisedFile, rows: Any, max_seq_length: int, name: s
         with contextlib.suppress(OSError):
             os.utime(path)
     return Dataset.from_file(str(path))
+
+
+def _write_cut(tokenised: TokenisedFile, rows: Any, max_seq_length: int, out: Path) -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    schema = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())), ("length", pa.int32())])
+    start, taken = 0, 0
+    with pa.OSFile(str(out), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        for file in tokenised.files:
+            with pa.OSFile(str(file), "rb") as source:
+                for batch in pa.ipc.open_stream(source):
+                    stop = start + batch.num_rows
+                    here = rows[taken:np.searchsorted(rows, stop)] - start
+                    if len(here):
+                        part = pa.Table.from_batches([batch]).select(["input_ids", "labels", "length"])
+                        writer.write_table(_truncate_table(part.take(pa.array(here)), max_seq_length))
+                        taken += len(here)
+                    start = stop
 
 
 def _truncate_table(table: Any, max_seq_length: int) -> Any:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lorawiz.data.rows import count_rows, final_answer, rows_at, split_answer
+from lorawiz.data.rows import count_rows, final_answer, iter_rows_at, rows_at, split_answer
 from lorawiz.errors import LorawizError
 from lorawiz.eval.lm_harness import prepare_tasks, run_tasks
 from lorawiz.eval.metrics import classification_report, extract_label
@@ -72,11 +72,11 @@ def run_eval(request: EvalRequest, progress: Callable[[str], None] | None = None
         general = (general_path, _sample_positions(general_total, request.max_samples))
         general_rows = min(general_total, request.max_samples or general_total)
     evaluated = len(chosen) if chosen is not None else total
-    task, task_source = _resolve_task(request, run_config, _answers(_evaluated_rows(data_path, chosen)))
+    task, task_source = _resolve_task(request, run_config, _answers(iter_rows_at(data_path, chosen)))
     # Rows held as Python objects: those answered one by one (every evaluated row for classification, the
     # --samples rows otherwise); the loss reads the tokenised cache.
     if task == "classification":
-        rows = dict(enumerate(rows_at(data_path, chosen if chosen is not None else range(total))))
+        rows = dict(enumerate(rows_at(data_path, chosen)))
         labels, golds = _labels_and_golds(request, list(rows.values()))
         sample_rows = _sample_indices(evaluated, request.samples)
     else:
@@ -190,23 +190,6 @@ def _answers(rows: Iterable[Mapping[str, Any]]) -> _Answers:
             if len(out.distinct) > MAX_LABELS or len(answer.split()) > 5:
                 out.distinct = None
     return out
-
-
-def _evaluated_rows(path: Path, chosen: list[int] | None) -> Iterator[dict[str, Any]]:
-    """The evaluated rows, streamed (each is dropped once the caller has looked at it)."""
-    from lorawiz.data.convert import iter_canonical, resolve_shape
-    from lorawiz.data.formats import ConvertOptions, RowProblem
-
-    opts = ConvertOptions()
-    shape, _ = resolve_shape(path, opts)
-    wanted = set(chosen) if chosen is not None else None
-    index = -1
-    for _, row in iter_canonical(path, shape, opts):
-        if isinstance(row, RowProblem):
-            continue
-        index += 1
-        if wanted is None or index in wanted:
-            yield row
 
 
 def _loss_view(path: Path, chosen: list[int] | None, tokenizer: Any, run_config: Any, max_seq_length: int,

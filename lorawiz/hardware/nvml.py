@@ -43,7 +43,7 @@ def probe(output_dir: str | Path = ".") -> HardwareProfile:
         gpus=gpus,
         driver_version=driver_version,
         cuda_driver_version=cuda_version,
-        cpu_cores=_cpu_cores(),
+        cpu_cores=cpu_cores(),
         ram_bytes=_ram_bytes(notes),
         disk_free_bytes=_disk_free_bytes(output_dir, notes),
         source="probe",
@@ -212,7 +212,8 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _cpu_cores() -> int | None:
+def cpu_cores() -> int | None:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count()

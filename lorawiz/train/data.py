@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lorawiz.errors import LorawizError
+from lorawiz.errors import LorawizError, format_bytes
 
 
 @dataclass
@@ -32,7 +32,7 @@ class RunData:
             seconds = sum(part.seconds for part in built)
             processes = max(part.processes for part in built)
             how = f"tokenised now in {seconds:.1f} s on {processes} process{'es' if processes > 1 else ''}"
-        return f"tokenised data: {how}, {_size(size)} ({parts[0].entry.parent.parent})"
+        return f"tokenised data: {how}, {format_bytes(size)} ({parts[0].entry.parent.parent})"
 
 
 @dataclass
@@ -61,15 +61,15 @@ def load_run_data(cfg: Any, world_size: int = 1, say: Any = None, progress: bool
                                trust_remote_code=cfg.model.trust_remote_code, cache_dir=cfg.model.cache_dir)
     ensure_chat_template(tokenizer)
     root = default_cache_root(data.dataset_cache_dir, cfg.model.cache_dir)
-    opts = ConvertOptions(system=data.system_prompt)
     first = _first_on_this_machine(world_size)
-    train = tokenise_file(local_path(data.train_file), tokenizer, opts=opts, assistant_only=data.assistant_only_loss,
-                          cache_root=root, say=say, progress=progress, build=first)
-    validation = None
-    if data.validation_file:
-        validation = tokenise_file(local_path(data.validation_file), tokenizer, opts=opts,
-                                   assistant_only=data.assistant_only_loss, cache_root=root, say=say,
-                                   progress=progress, build=first)
+
+    def tokenised(path: str) -> Any:
+        return tokenise_file(local_path(path), tokenizer, opts=ConvertOptions(system=data.system_prompt),
+                             assistant_only=data.assistant_only_loss, cache_root=root, say=say, progress=progress,
+                             build=first)
+
+    train = tokenised(data.train_file)
+    validation = tokenised(data.validation_file) if data.validation_file else None
     return RunData(tokenizer, train, validation)
 
 
@@ -113,11 +113,3 @@ def prepare_data(cfg: Any, run: RunData) -> PreparedData:
     return PreparedData(run.tokenizer, train_set, val.dataset.remove_columns(["length"]) if val else None, stats,
                         {"input_ids": first["input_ids"], "labels": first["labels"]}, run.train.entry,
                         train.lengths)
-
-
-def _size(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1000 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    return f"{count:.1f} TB"
