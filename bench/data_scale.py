@@ -175,14 +175,14 @@ def tokenizer_baseline(data: Path, sample_rows: int = 20_000, runs: int = 3) -> 
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     sys.path.insert(0, str(HERE.parent))
     from lorawiz.builtin import local_path
-    from lorawiz.data.masking import ensure_chat_template, render
+    from lorawiz.data.masking import ensure_chat_template, render_rows
     from lorawiz.data.tokens import load_tokenizer
 
     tokenizer = load_tokenizer(local_path("builtin:tiny"))
     ensure_chat_template(tokenizer)
     with data.open(encoding="utf-8") as handle:
         rows = [json.loads(next(handle)) for _ in range(sample_rows)]
-    texts = [render(tokenizer, row)[0] for row in rows]
+    texts = [text for text, _ in render_rows(tokenizer, rows)]
     batches = [texts[i:i + 1000] for i in range(0, len(texts), 1000)]
     tokens = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
     calls = {"tokenizer(batch)": lambda b: tokenizer(b, add_special_tokens=False),

@@ -38,39 +38,34 @@ def ensure_chat_template(tokenizer: Any) -> bool:
     return True
 
 
-def answer_spans(tokenizer: Any, messages: list[Mapping[str, Any]], assistant_only: bool = True
-                 ) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the character spans the loss covers."""
-    return render_rows(tokenizer, [{"messages": messages}], assistant_only)[0]
-
-
 def render_rows(tokenizer: Any, rows: Sequence[Mapping[str, Any]], assistant_only: bool = True
                 ) -> list[tuple[str, list[tuple[int, int]]]]:
     """(text, trained character spans) of each canonical row: the chat template applied to the whole batch at
     once (transformers' batched apply_chat_template: its per-call work is paid once per batch, not per row)."""
     out: list[Any] = [None] * len(rows)
-    chats = []
+    chats = []  # (position, messages, trained turns)
     for k, row in enumerate(rows):
         if "messages" in row:
-            chats.append((k, list(row["messages"])))
+            messages = list(row["messages"])
+            chats.append((k, messages, _trained_turns(messages)))
         else:
             text = (tokenizer.bos_token or "") + str(row["text"]) + (tokenizer.eos_token or "")
             out[k] = (text, [(0, len(text))])
-    texts = _render_many(tokenizer, [messages for _, messages in chats], False)
+    texts = _render_many(tokenizer, [messages for _, messages, _ in chats], False)
     if not assistant_only:
-        for (k, _), text in zip(chats, texts, strict=True):
+        for (k, _, _), text in zip(chats, texts, strict=True):
             out[k] = (text, [(0, len(text))])
         return out
     prefix_asks, upto_asks = [], []
-    for _, messages in chats:
-        for i in _trained_turns(messages):
+    for _, messages, turns in chats:
+        for i in turns:
             prefix_asks.append(messages[:i])
             if i != len(messages) - 1:  # up to the last turn is the whole text
                 upto_asks.append(messages[: i + 1])
     prefixes = iter(_render_many(tokenizer, prefix_asks, True))
     uptos = iter(_render_many(tokenizer, upto_asks, False))
-    for (k, messages), text in zip(chats, texts, strict=True):
-        out[k] = (text, _spans(text, messages, prefixes, uptos))
+    for (k, messages, turns), text in zip(chats, texts, strict=True):
+        out[k] = (text, _spans(text, messages, turns, prefixes, uptos))
     return out
 
 
@@ -85,8 +80,8 @@ def _render_many(tokenizer: Any, conversations: list[list[Mapping[str, Any]]], g
     return list(tokenizer.apply_chat_template(conversations, tokenize=False, add_generation_prompt=generation_prompt))
 
 
-def _spans(text: str, messages: Sequence[Mapping[str, Any]], prefixes: Iterator[str], uptos: Iterator[str]
-           ) -> list[tuple[int, int]]:
+def _spans(text: str, messages: Sequence[Mapping[str, Any]], turns: list[int], prefixes: Iterator[str],
+           uptos: Iterator[str]) -> list[tuple[int, int]]:
     """The spans of one conversation, from its renders up to each trained turn (with and without that turn).
 
     The characters between the two renders are the answer and its end-of-turn marker. A template that rewrites
@@ -94,7 +89,6 @@ def _spans(text: str, messages: Sequence[Mapping[str, Any]], prefixes: Iterator[
     """
     spans: list[tuple[int, int]] = []
     cursor = 0
-    turns = _trained_turns(messages)
     for i in turns:
         prefix = next(prefixes)
         upto = text if i == len(messages) - 1 else next(uptos)
@@ -113,9 +107,10 @@ def _spans(text: str, messages: Sequence[Mapping[str, Any]], prefixes: Iterator[
 
 
 def _label(encoding: Any, spans: list[tuple[int, int]]) -> Any:
-    """Each token's label: its id where the token holds a character of a trained span, else IGNORE_INDEX (numpy,
-    int32). Tokens are in text order, so a span's tokens run from the one holding its first covered character to
-    the one holding its last: two `char_to_token` lookups per span rather than every token's offsets in Python."""
+    """(ids, labels) as int32 numpy arrays; a token's label is its id where the token holds a character of a
+    trained span, else IGNORE_INDEX. Tokens are in text order, so a span's tokens run from the one holding its
+    first covered character to the one holding its last: two `char_to_token` lookups per span rather than every
+    token's offsets in Python."""
     import numpy as np
 
     ids = np.asarray(encoding.ids, dtype=np.int32)
@@ -127,11 +122,6 @@ def _label(encoding: Any, spans: list[tuple[int, int]]) -> Any:
         last = next(t for c in range(end - 1, start - 1, -1) if (t := encoding.char_to_token(c)) is not None)
         labels[first:last + 1] = ids[first:last + 1]
     return ids, labels
-
-
-def render(tokenizer: Any, row: Mapping[str, Any], assistant_only: bool = True) -> tuple[str, list[tuple[int, int]]]:
-    """The text a canonical row is trained as, and the character spans its loss covers."""
-    return render_rows(tokenizer, [row], assistant_only)[0]
 
 
 def encode_rows(tokenizer: Any, rows: Sequence[Mapping[str, Any]], assistant_only: bool = True) -> list[tuple]:

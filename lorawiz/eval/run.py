@@ -75,13 +75,12 @@ def run_eval(request: EvalRequest, progress: Callable[[str], None] | None = None
     task, task_source = _resolve_task(request, run_config, _answers(iter_rows_at(data_path, chosen)))
     # Rows held as Python objects: those answered one by one (every evaluated row for classification, the
     # --samples rows otherwise); the loss reads the tokenised cache.
+    sample_rows = _sample_indices(evaluated, request.samples)
     if task == "classification":
         rows = dict(enumerate(rows_at(data_path, chosen)))
         labels, golds = _labels_and_golds(request, list(rows.values()))
-        sample_rows = _sample_indices(evaluated, request.samples)
     else:
         labels, golds = [], []
-        sample_rows = _sample_indices(evaluated, request.samples)
         positions = [chosen[i] if chosen is not None else i for i in sample_rows]
         rows = dict(zip(sample_rows, rows_at(data_path, positions), strict=True))
     report = EvalReport(target, base if compare else None, request.data, evaluated, total, task,
