@@ -184,8 +184,7 @@ def _json_items(path: Path, text: _JsonText) -> Iterator[Row]:
         if following == "]" and count == 0:
             break
         if not following:
-            raise LorawizError(f"{path}: the file ends at {text.where()} inside the array, after {count:,} "
-                               "item(s): it is cut short.", hint=hint)
+            raise _cut_short(path, text, count, hint)
         while True:
             try:
                 value, end = decoder.raw_decode(text.buffer, text.pos)
@@ -207,12 +206,16 @@ def _json_items(path: Path, text: _JsonText) -> Iterator[Row]:
         elif following == "]":
             break
         elif not following:
-            raise LorawizError(f"{path}: the file ends at {text.where()} inside the array, after {count:,} "
-                               "item(s): it is cut short.", hint=hint)
+            raise _cut_short(path, text, count, hint)
         else:
             raise LorawizError(f"{path} {text.where()}: expected , or ] between array items.", hint=hint)
     text.advance(text.pos + 1)
     _nothing_after(path, text, "the array")
+
+
+def _cut_short(path: Path, text: _JsonText, count: int, hint: str) -> LorawizError:
+    return LorawizError(f"{path}: the file ends at {text.where()} inside the array, after {count:,} item(s): it is "
+                        "cut short.", hint=hint)
 
 
 def _nothing_after(path: Path, text: _JsonText, what: str) -> None:
