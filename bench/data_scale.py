@@ -8,8 +8,13 @@ For each size, with a fresh tokenised cache ("cold") and again from the cache ("
   main process's RSS at the first and the last step (memory stays flat while training);
 - tokenisation throughput (tokens/s of the `Dataset.map` pass, from the cache entry's manifest) against the
   tokenizer's own batched throughput on the same rendered rows, one process, times the cores (and, for
-  reference, the tokenizer run in one process per core at once, and its offset-free encode_batch_fast);
-- when training started: the step line's time less the Trainer's own time for step 1 (metrics.jsonl).
+  reference, the tokenizer run in one process per core at once, and its offset-free encode_batch_fast),
+  measured just before each cold run; the ratio is the median over the cold runs;
+- when training started: the step line's time less the Trainer's own time for step 1 (metrics.jsonl), and
+  before each warm run, how long a fresh Python takes to import torch, transformers, peft, trl and datasets
+  (the floor under any warm start).
+
+The runs get a user's environment: no LORAWIZ_DEBUG, and Python's bytecode cache on (see _env).
 
 Goals on a 2-core machine: peak RSS <= 2 GB at 1M rows; tokenisation >= 0.7 x (tokenizer batched throughput x
 cores); a cache hit starts training within 10 s.
@@ -21,6 +26,7 @@ cores); a cache hit starts training within 10 s.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -133,8 +139,7 @@ def run_train(data: Path, cache: Path, work: Path) -> dict[str, Any]:
            "--set", "logging.eval_strategy=no", "--set", "logging.save_strategy=no",
            "--set", "logging.load_best_model_at_end=false", "--set", "training.early_stopping_patience=0",
            "--set", "logging.logging_steps=1"]
-    env = {**os.environ, "HF_DATASETS_CACHE": str(cache)}
-    env.pop("LORAWIZ_DEBUG", None)
+    env = _env(cache)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
@@ -170,8 +175,9 @@ def manifest(cache: Path, data: Path) -> dict[str, Any]:
     return mine[-1] if mine else {}
 
 
-def tokenizer_baseline(data: Path, sample_rows: int = 20_000, runs: int = 3) -> dict[str, Any]:
-    """Tokens/s of the tokenizer's own batched call on the rows as rendered for training, one process."""
+@functools.cache
+def _sample(data: Path, sample_rows: int) -> tuple[Any, list[str], int]:
+    """(tokenizer, the first rows rendered for training, their tokens): made once per file."""
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     sys.path.insert(0, str(HERE.parent))
     from lorawiz.builtin import local_path
@@ -183,8 +189,15 @@ def tokenizer_baseline(data: Path, sample_rows: int = 20_000, runs: int = 3) -> 
     with data.open(encoding="utf-8") as handle:
         rows = [json.loads(next(handle)) for _ in range(sample_rows)]
     texts = [text for text, _ in render_rows(tokenizer, rows)]
-    batches = [texts[i:i + 1000] for i in range(0, len(texts), 1000)]
     tokens = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
+    return tokenizer, texts, tokens
+
+
+def tokenizer_baseline(data: Path, sample_rows: int = 20_000, runs: int = 3) -> dict[str, Any]:
+    """Tokens/s of the tokenizer's own batched call on the rows as rendered for training, one process; measured
+    again before each cold run, so that each run's ratio compares with the machine as it was then."""
+    tokenizer, texts, tokens = _sample(data, sample_rows)
+    batches = [texts[i:i + 1000] for i in range(0, len(texts), 1000)]
     calls = {"tokenizer(batch)": lambda b: tokenizer(b, add_special_tokens=False),
              "backend.encode_batch_fast(batch)": lambda b: tokenizer.backend_tokenizer.encode_batch_fast(
                  b, add_special_tokens=False)}
@@ -198,6 +211,25 @@ def tokenizer_baseline(data: Path, sample_rows: int = 20_000, runs: int = 3) -> 
             times.append(time.perf_counter() - started)
         out[name] = round(tokens / statistics.median(times))
     return out
+
+
+def import_floor() -> float:
+    """Seconds a fresh Python takes to import what any training run needs before its first step (torch,
+    transformers, peft, trl, datasets): the part of a warm start that lorawiz does not control."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch, transformers, peft, trl, datasets, transformers.trainer"],
+                   check=True, env=_env(None))
+    return time.perf_counter() - started
+
+
+def _env(cache: Path | None) -> dict[str, str]:
+    """The runs' environment: a user's. Without LORAWIZ_DEBUG, and with Python's bytecode cache on (this
+    sandbox sets PYTHONDONTWRITEBYTECODE=1, which compiles lorawiz's modules again at every start, ~0.9 s here;
+    a user's Python caches them)."""
+    env = {**os.environ, **({"HF_DATASETS_CACHE": str(cache)} if cache else {})}
+    for name in ("LORAWIZ_DEBUG", "PYTHONDONTWRITEBYTECODE"):
+        env.pop(name, None)
+    return env
 
 
 def _tokenise_share(args: tuple[list[str], int]) -> float:
@@ -230,53 +262,63 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def bench_size(rows: int, runs_cold: int, runs_warm: int, work: Path, baseline: dict[str, Any]) -> dict[str, Any]:
+def bench_size(rows: int, runs_cold: int, runs_warm: int, work: Path, sample: Path) -> dict[str, Any]:
     data = data_file(rows)
     print(f"{rows:,} rows ({data.stat().st_size / 1e6:,.0f} MB):", flush=True)
-    cold, warm, throughput = [], [], []
+    cold, warm, floors = [], [], []
     cache = work / f"cache-{rows}"
     for _ in range(runs_cold):
         shutil.rmtree(cache, ignore_errors=True)
+        baseline = tokenizer_baseline(sample)  # the machine as it is now: its speed drifts by 10-20% here
         result = run_train(data, cache, work)
         entry = manifest(cache, data)
-        result["tokenise_s"] = entry.get("tokenise_seconds")
-        result["read_s"] = entry.get("read_seconds")
-        result["processes"] = entry.get("processes")
-        result["tokens"] = entry.get("tokens")
+        result.update(tokenise_s=entry.get("tokenise_seconds"), read_s=entry.get("read_seconds"),
+                      processes=entry.get("processes"), tokens=entry.get("tokens"), baseline=baseline)
         if result["tokenise_s"]:
-            throughput.append(entry["tokens"] / entry["tokenise_seconds"])
+            speed = entry["tokens"] / entry["tokenise_seconds"]
+            result.update(tokens_per_s=round(speed),
+                          ratio=round(speed / (baseline["tokenizer(batch)"] * cores()), 3),
+                          ratio_vs_encode_batch_fast=round(
+                              speed / (baseline["backend.encode_batch_fast(batch)"] * cores()), 3),
+                          ratio_vs_parallel_tokenizer=round(speed / baseline["parallel"], 3))
         cold.append(result)
         print(f"  cold: training started at {result['training_started_s']:.1f} s, peak RSS "
-              f"{result['max_process_peak_mb']:,.0f} MB "
-              f"(main {result['main_peak_mb']:,.0f}), tokenised in {result['tokenise_s']} s on "
-              f"{result['processes']} processes", flush=True)
+              f"{result['max_process_peak_mb']:,.0f} MB (main {result['main_peak_mb']:,.0f}), tokenised in "
+              f"{result['tokenise_s']} s on {result['processes']} processes, {result.get('tokens_per_s', 0):,} "
+              f"tokens/s = {result.get('ratio')} x tokenizer(batch) {baseline['tokenizer(batch)']:,} tokens/s x "
+              f"{cores()} cores", flush=True)
     for _ in range(runs_warm):
+        floors.append(import_floor())
         result = run_train(data, cache, work)
+        result["import_floor_s"] = round(floors[-1], 2)
         warm.append(result)
         print(f"  warm: training started at {result['training_started_s']:.1f} s (step 1 done at "
-              f"{result['first_step_s']:.1f} s), peak RSS {result['max_process_peak_mb']:,.0f} MB", flush=True)
+              f"{result['first_step_s']:.1f} s; importing torch, transformers, peft, trl and datasets alone took "
+              f"{floors[-1]:.1f} s), peak RSS {result['max_process_peak_mb']:,.0f} MB", flush=True)
     shutil.rmtree(cache, ignore_errors=True)
-    reference = baseline["tokenizer(batch)"] * cores()
-    fastest = baseline["backend.encode_batch_fast(batch)"] * cores()
-    tokens_per_s = statistics.median(throughput) if throughput else None
+
+    def median(runs: list[dict[str, Any]], key: str) -> Any:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        return round(statistics.median(values), 3) if values else None
+
     summary = {
         "rows": rows, "file_mb": round(data.stat().st_size / 1e6, 1),
-        "cold_first_step_s": statistics.median(r["first_step_s"] for r in cold) if cold else None,
-        "warm_first_step_s": statistics.median(r["first_step_s"] for r in warm) if warm else None,
-        "cold_training_started_s": statistics.median(r["training_started_s"] for r in cold) if cold else None,
-        "warm_training_started_s": statistics.median(r["training_started_s"] for r in warm) if warm else None,
+        "cold_first_step_s": median(cold, "first_step_s"), "warm_first_step_s": median(warm, "first_step_s"),
+        "cold_training_started_s": median(cold, "training_started_s"),
+        "warm_training_started_s": median(warm, "training_started_s"),
+        "warm_import_floor_s": round(statistics.median(floors), 2) if floors else None,
         "peak_rss_mb": max(r["max_process_peak_mb"] for r in cold + warm),
-        "tokenise_tokens_per_s": round(tokens_per_s) if tokens_per_s else None,
-        "tokenise_ratio": round(tokens_per_s / reference, 3) if tokens_per_s else None,
-        "tokenise_ratio_vs_encode_batch_fast": round(tokens_per_s / fastest, 3) if tokens_per_s else None,
-        "tokenise_ratio_vs_parallel_tokenizer": round(tokens_per_s / baseline["parallel"], 3) if tokens_per_s
-        else None,
+        "tokenise_tokens_per_s": median(cold, "tokens_per_s"),
+        "tokenise_ratio": median(cold, "ratio"),
+        "tokenise_ratio_vs_encode_batch_fast": median(cold, "ratio_vs_encode_batch_fast"),
+        "tokenise_ratio_vs_parallel_tokenizer": median(cold, "ratio_vs_parallel_tokenizer"),
         "cold": cold, "warm": warm,
     }
     print(f"  => training started after {summary['cold_training_started_s']} s cold, "
-          f"{summary['warm_training_started_s']} s warm; peak RSS "
-          f"{summary['peak_rss_mb']:,.0f} MB, tokenisation {summary['tokenise_tokens_per_s']:,} tokens/s = "
-          f"{summary['tokenise_ratio']} x tokenizer(batch) x {cores()} cores", flush=True)
+          f"{summary['warm_training_started_s']} s warm (imports alone {summary['warm_import_floor_s']} s); peak "
+          f"RSS {summary['peak_rss_mb']:,.0f} MB; tokenisation {summary['tokenise_ratio']} x tokenizer(batch) x "
+          f"{cores()} cores (median of the cold runs, each against the baseline measured just before it)",
+          flush=True)
     return summary
 
 
@@ -298,12 +340,9 @@ def main() -> None:
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    baseline = tokenizer_baseline(data_file(min(args.sizes)))
-    print(f"tokenizer baseline, one process: {baseline['tokenizer(batch)']:,} tokens/s (tokenizer(batch)), "
-          f"{baseline['backend.encode_batch_fast(batch)']:,} (encode_batch_fast, no offsets); tokenizer(batch) in "
-          f"{cores()} processes at once: {baseline['parallel']:,} tokens/s", flush=True)
+    sample = data_file(min(args.sizes))
     with tempfile.TemporaryDirectory(prefix="lorawiz-data-scale-") as tmp:
-        sizes = [bench_size(rows, args.runs if rows < 1_000_000 else args.runs_large, args.runs, Path(tmp), baseline)
+        sizes = [bench_size(rows, args.runs if rows < 1_000_000 else args.runs_large, args.runs, Path(tmp), sample)
                  for rows in args.sizes]
     large = [s for s in sizes if s["rows"] >= 1_000_000]
     verdict = {
@@ -319,7 +358,7 @@ def main() -> None:
     if not args.no_save:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps({"environment": environment(), "goals": GOALS, "verdict": verdict,
-                                       "met": met, "baseline": baseline, "sizes": sizes}, indent=1) + "\n")
+                                       "met": met, "sizes": sizes}, indent=1) + "\n")
         print(f"wrote {RESULTS}")
 
 

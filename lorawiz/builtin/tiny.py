@@ -6,6 +6,7 @@ and trains on a CPU in seconds, which makes it the model of `lorawiz demo` and o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -91,16 +92,22 @@ def build_digest(corpus: list[str]) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12]
 
 
+@functools.cache
+def _corpus_and_digest() -> tuple[tuple[str, ...], str]:
+    """Made from constants of this module, so once per process (every path lookup of builtin:tiny needs it)."""
+    corpus = tuple(tokenizer_corpus())
+    return corpus, build_digest(list(corpus))
+
+
 def tiny_model_dir(cache_root: str | Path | None = None) -> Path:
     """The folder of builtin:tiny (config, weights, tokenizer), building it on first use."""
     root = Path(cache_root) if cache_root is not None else default_cache_root()
-    corpus = tokenizer_corpus()
-    digest = build_digest(corpus)
+    corpus, digest = _corpus_and_digest()
     target = root / f"tiny-llama-v{TINY_VERSION}-{digest}"
     return build_once(target, lambda folder: _build(folder, corpus, digest))
 
 
-def _build(folder: Path, corpus: list[str], digest: str) -> None:
+def _build(folder: Path, corpus: tuple[str, ...], digest: str) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
     from transformers.utils import logging as hf_logging

@@ -63,6 +63,7 @@ class TokenisedFile:
     hit: bool  # read from the cache
     seconds: float  # to read or build it
     processes: int  # that tokenised it (0 on a cache hit)
+    content: str = ""  # the file's content key (lorawiz.data.cache.content_key)
 
     @property
     def rows(self) -> int:
@@ -112,7 +113,7 @@ def tokenise_file(source: str | Path, tokenizer: Any, *, opts: ConvertOptions | 
         found = load_entry(entry)
     if found is not None:
         touch(entry)
-        return TokenisedFile(source, found[1], found[0], entry, True, time.monotonic() - started, 0)
+        return TokenisedFile(source, found[1], found[0], entry, True, time.monotonic() - started, 0, content)
     folder.mkdir(parents=True, exist_ok=True)
     building = Path(make_build_dir(folder, key))
     say = say or (lambda text: None)
@@ -141,7 +142,7 @@ def tokenise_file(source: str | Path, tokenizer: Any, *, opts: ConvertOptions | 
     if loaded is None:
         raise LorawizError(f"the tokenised cache of {source} at {entry} could not be read back.",
                            hint="Check the disk, or set dataset_cache_dir to another folder.")
-    return TokenisedFile(source, loaded[1], loaded[0], entry, False, time.monotonic() - started, used)
+    return TokenisedFile(source, loaded[1], loaded[0], entry, False, time.monotonic() - started, used, content)
 
 
 def _write_canonical(source: Path, opts: ConvertOptions, out: Path, stopped: str) -> tuple[str, int]:
@@ -174,24 +175,37 @@ def _features() -> Any:
                      "group": Value("int64")})
 
 
-def encode_batch(batch: dict[str, list], tokenizer: Any, assistant_only: bool) -> dict[str, list]:
-    """Pass 2, one batch (runs in each worker): canonical JSON rows -> token columns."""
+def encode_batch(batch: dict[str, list], tokenizer: Any, assistant_only: bool) -> Any:
+    """Pass 2, one batch (runs in each worker): canonical JSON rows -> a pyarrow table of the token columns.
+
+    The columns are built from the batch's numpy arrays at once (offsets + one concatenated buffer each), so
+    datasets writes them as they are rather than converting a Python list per row.
+    """
     import numpy as np
+    import pyarrow as pa
 
     from lorawiz.data.dedupe import stable_key
 
     rows = [json.loads(text) for text in batch["row"]]
     encoded = encode_rows(tokenizer, rows, assistant_only)
-    out: dict[str, list] = {"input_ids": [], "labels": [], "length": [], "first_trained": [], "trained": [],
-                            "group": [stable_key(row) for row in rows]}
-    for ids, labels in encoded:
-        trained = labels != IGNORE_INDEX
-        out["input_ids"].append(ids)
-        out["labels"].append(labels)
-        out["length"].append(len(ids))
-        out["first_trained"].append(int(np.argmax(trained)) if trained.any() else len(ids))
-        out["trained"].append(int(trained.sum()))
-    return out
+    count = len(encoded)
+    lengths = np.fromiter((len(ids) for ids, _ in encoded), dtype=np.int32, count=count)
+    offsets = np.zeros(count + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    ids = np.concatenate([ids for ids, _ in encoded]) if count else np.zeros(0, np.int32)
+    labels = np.concatenate([labels for _, labels in encoded]) if count else np.zeros(0, np.int32)
+    owner = np.repeat(np.arange(count), lengths)  # the row of each token
+    trained_at = np.flatnonzero(labels != IGNORE_INDEX)
+    trained = np.bincount(owner[trained_at], minlength=count).astype(np.int32)
+    first_trained = lengths.copy()  # no trained token: the row's length
+    rows_with, first = np.unique(owner[trained_at], return_index=True)
+    first_trained[rows_with] = trained_at[first] - offsets[rows_with]
+    offsets_array = pa.array(offsets)
+    return pa.table({"input_ids": pa.ListArray.from_arrays(offsets_array, pa.array(ids)),
+                     "labels": pa.ListArray.from_arrays(offsets_array, pa.array(labels)),
+                     "length": pa.array(lengths), "first_trained": pa.array(first_trained),
+                     "trained": pa.array(trained),
+                     "group": pa.array([stable_key(row) for row in rows], pa.int64())})
 
 
 def _tokenise(building: Path, tokenizer: Any, assistant_only: bool, processes: int, key: str, progress: bool = False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,17 +36,65 @@ def fingerprint_config(values: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def fingerprint_files(paths: list[str | Path | None]) -> str:
+def hash_files(paths: list[Path | None]) -> str | None:
+    """SHA-256 of the files' bytes, in order (a missing validation file counts as none); None when one of them
+    is not a local file (a Hub dataset: its commit, in DataFingerprint.key, is exact)."""
     digest = hashlib.sha256()
     for path in paths:
         if path is None:
             digest.update(b"\0none")
             continue
+        if not Path(path).is_file():
+            return None
         with open(path, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
         digest.update(b"\0")
     return digest.hexdigest()[:16]
+
+
+class DataFingerprint:
+    """What a run records of its data files, so that it is never resumed on other data.
+
+    `key` is made of the content keys the tokenised cache computed anyway (each file's size, mtime and sampled
+    blocks; a Hub dataset's commit): free, and compared first. `full()` is the SHA-256 of the files' bytes,
+    computed in a background thread from the start of the run (file reads and hashlib release the GIL), so a
+    large file does not hold up the first step. It is compared when the key differs (a file touched or copied,
+    maybe unchanged) and for runs recorded before keys existed.
+    """
+
+    def __init__(self, paths: list[Path | None], keys: list[str | None], background: bool = True) -> None:
+        self.key = hashlib.sha256("\0".join(key or "none" for key in keys).encode()).hexdigest()[:16]
+        self._paths = paths
+        self._full: list[str | None] = []
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(target=self._hash, name="lorawiz-data-hash", daemon=True)
+            self._thread.start()
+
+    def _hash(self) -> None:
+        try:
+            self._full.append(hash_files(self._paths))
+        except OSError:  # the file went away mid-run: nothing to record
+            self._full.append(None)
+
+    def full(self) -> str | None:
+        if self._thread is not None:
+            self._thread.join()
+        elif not self._full:
+            self._hash()
+        return self._full[0]
+
+    def same_as(self, recorded: dict[str, Any]) -> bool:
+        """Whether a run or checkpoint that recorded `recorded` was trained on these files."""
+        if recorded.get("data_key") == self.key:
+            return True
+        if recorded.get("data_fingerprint") is None:
+            return recorded.get("data_key") is None  # nothing recorded, nothing to compare
+        return self.full() == recorded["data_fingerprint"]
+
+    def record(self) -> dict[str, Any]:
+        return {"data_key": self.key, "data_fingerprint": self.full()}
 
 
 def write_run_info(output_dir: Path, info: dict[str, Any]) -> None:
@@ -93,15 +142,15 @@ def find_resume_checkpoint(output_dir: Path, resume: str) -> Path:
     return path
 
 
-def check_fingerprints(output_dir: Path, config_fp: str, data_fp: str, checkpoint: Path | None = None) -> None:
+def check_fingerprints(output_dir: Path, config_fp: str, data: DataFingerprint, checkpoint: Path | None = None
+                       ) -> None:
     """Refuse to resume a run (or a checkpoint given with --resume PATH) with another configuration or other data."""
     info = read_run_info(output_dir) or {}
     if checkpoint is not None:
         with contextlib.suppress(OSError, ValueError, TypeError):  # the marker holds the fingerprints it was saved with
             info = {**info, **json.loads((checkpoint / MARKER).read_text())}
-    changed = [what for what, key, now in (("configuration", "config_fingerprint", config_fp),
-                                           ("data", "data_fingerprint", data_fp))
-               if info.get(key) not in (None, now)]
+    changed = [what for what, same in (("configuration", info.get("config_fingerprint") in (None, config_fp)),
+                                       ("data", data.same_as(info))) if not same]
     if changed:
         raise LorawizError(f"cannot resume the run in {output_dir}: its {' and '.join(changed)} changed since it "
                            "started.", hint="Resume with the same configuration and data, or start a new run in "
@@ -182,7 +231,7 @@ def check_output_dir(output_dir: Path, resume: str | None, overwrite: bool,
                             "run.")
 
 
-def make_marker_callback(config_fp: str, data_fp: str) -> Any:
+def make_marker_callback(config_fp: str, data: DataFingerprint) -> Any:
     from transformers import TrainerCallback
 
     class CompletionMarker(TrainerCallback):
@@ -195,8 +244,8 @@ def make_marker_callback(config_fp: str, data_fp: str) -> Any:
             if folder.is_dir():
                 normal_permissions(folder)  # safetensors writes the checkpoint's weights owner-only
                 with atomic_output(folder / MARKER, overwrite=True) as handle:
-                    json.dump({"step": state.global_step, "config_fingerprint": config_fp,
-                               "data_fingerprint": data_fp}, handle)
+                    json.dump({"step": state.global_step, "config_fingerprint": config_fp, **data.record()},
+                              handle)
 
     return CompletionMarker()
 

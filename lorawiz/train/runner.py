@@ -241,17 +241,20 @@ def _start(ctx: RunContext, data: Any) -> TrainResult:
     from lorawiz.builtin import local_path
     from lorawiz.train.callbacks import FaultInjection
     from lorawiz.train.checkpoints import (
+        DataFingerprint,
         check_fingerprints,
         find_resume_checkpoint,
         fingerprint_config,
-        fingerprint_files,
         write_run_info,
     )
     from lorawiz.train.outputs import write_run_config
 
     cfg = ctx.cfg
     config_fp = fingerprint_config(ctx.resolved.flat())
-    data_fp = fingerprint_files([local_path(cfg.data.train_file), local_path(cfg.data.validation_file)])
+    run = ctx.run_data
+    data_fp = DataFingerprint([local_path(cfg.data.train_file), local_path(cfg.data.validation_file)],
+                              [run.train.content, run.validation.content if run.validation else None],
+                              background=ctx.is_main)
     checkpoint = None
     if ctx.request.resume:
         checkpoint = find_resume_checkpoint(ctx.output_dir, ctx.request.resume)
@@ -260,7 +263,7 @@ def _start(ctx: RunContext, data: Any) -> TrainResult:
     if ctx.is_main:
         write_run_config(ctx.output_dir, ctx.resolved)
         write_run_info(ctx.output_dir, {"lorawiz": __version__, "config_fingerprint": config_fp,
-                                        "data_fingerprint": data_fp, "backend": ctx.backend_name,
+                                        "data_key": data_fp.key, "backend": ctx.backend_name,
                                         "command": ctx.request.argv})
     ctx.fault = FaultInjection.from_env()
     return _train_with_fallback(ctx, data, checkpoint, (config_fp, data_fp))

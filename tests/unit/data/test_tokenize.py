@@ -189,3 +189,54 @@ def test_two_processes_tokenise_in_parallel_to_the_same_result(tmp_path, tokeniz
     assert two.dataset.to_dict() == one.dataset.to_dict()
     cut_one, cut_two = training_view(one, None, 40), training_view(two, None, 40)  # rows from both shards cut
     assert cut_one.truncated > 100 and cut_two.dataset.to_dict() == cut_one.dataset.to_dict()
+
+
+def test_batch_columns_match_each_rows_own_tokens(tokenizer):
+    """encode_batch builds its columns for the whole batch at once: each row's slice, length, trained count, first
+    trained position and group key are those of the row encoded on its own, also for a row with nothing to train."""
+    from lorawiz.data.dedupe import stable_key
+    from lorawiz.data.masking import IGNORE_INDEX, encode_rows
+    from lorawiz.data.tokenize import encode_batch
+
+    untrained = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 0}]}
+    rows = [chat("short", "yes"), {"text": "plain text row"}, untrained, *_rows(12)]
+    table = encode_batch({"row": [json.dumps(row) for row in rows]}, tokenizer, True)
+    columns = table.to_pydict()
+    for k, row in enumerate(rows):
+        [(ids, labels)] = encode_rows(tokenizer, [row])
+        trained = [i for i, label in enumerate(labels.tolist()) if label != IGNORE_INDEX]
+        assert columns["input_ids"][k] == ids.tolist() and columns["labels"][k] == labels.tolist()
+        assert columns["length"][k] == len(ids) and columns["trained"][k] == len(trained)
+        assert columns["first_trained"][k] == (trained[0] if trained else len(ids))
+        assert columns["group"][k] == stable_key(row)
+    assert columns["trained"][2] == 0 and columns["first_trained"][2] == columns["length"][2]
+    assert encode_batch({"row": []}, tokenizer, True).num_rows == 0
+
+
+def test_the_split_is_cached_in_the_entry_and_read_back_the_same(data, tokenizer, tmp_path):
+    import numpy as np
+
+    tokenised = _build(data, tokenizer, tmp_path / "cache")
+    first = holdout(tokenised, 0.2, 5)
+    [saved] = tokenised.entry.glob("split-*.npy")
+    assert np.load(saved).tolist() == first[1].tolist()
+    saved.write_bytes(saved.read_bytes()[:20])  # damaged: computed again (and saved again), same split
+    for again in (holdout(tokenised, 0.2, 5), holdout(_build(data, tokenizer, tmp_path / "cache"), 0.2, 5)):
+        assert [side.tolist() for side in again] == [side.tolist() for side in first]
+    assert np.load(saved).tolist() == first[1].tolist()
+
+
+def test_cached_views_and_splits_stay_bounded_and_never_touch_the_tokens(data, tokenizer, tmp_path):
+    from lorawiz.data.view import KEEP_VIEWS
+
+    root = tmp_path / "cache"
+    tokenised = _build(data, tokenizer, root)
+    for k in range(KEEP_VIEWS + 3):
+        holdout(tokenised, 0.2, k)
+        training_view(tokenised, None, 30 + k)
+    entry = tokenised.entry
+    assert len(list(entry.glob("split-*.npy"))) == KEEP_VIEWS
+    assert len(list(entry.glob("view-train-*.arrow"))) == KEEP_VIEWS
+    assert not list(entry.glob(".*"))  # no temp file left
+    again = _build(data, tokenizer, root)
+    assert again.hit and again.dataset.to_dict() == tokenised.dataset.to_dict()
