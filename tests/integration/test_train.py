@@ -108,6 +108,19 @@ def test_resume_refuses_other_data(tmp_path, data):
     assert refused.returncode == 2 and "data changed" in refused.stderr
 
 
+def test_resume_accepts_the_same_bytes_in_a_touched_file(tmp_path, data):
+    """The run's data key (size, mtime, sampled blocks) differs after a touch; the full hash, computed in the
+    background while the run started, says the bytes are the same."""
+    out, copy = tmp_path / "run", tmp_path / "train.jsonl"
+    copy.write_bytes(data[0].read_bytes())
+    assert train(out, (copy, data[1]), fault="sigint@3").returncode == 130
+    later = copy.stat().st_mtime + 60
+    os.utime(copy, (later, later))
+    resumed = train(out, (copy, data[1]), "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming from" in resumed.stdout
+
+
 def test_nan_loss_stops_with_causes_and_keeps_the_last_good_checkpoint(tmp_path, data):
     out = tmp_path / "run"
     done = train(out, data, fault="nan@6")
