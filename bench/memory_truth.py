@@ -1,0 +1,302 @@
+"""What LoRA and QLoRA training really holds at its peak, measured exactly on CPU (issue 16).
+
+Each cell builds a real architecture at full width and reduced depth with random weights (from lorawiz's
+catalog), loads it the way `lorawiz train` does (lorawiz.train.backends.hf: transformers, bitsandbytes NF4 with
+prepare_model_for_kbit_training, peft), and runs two steps of TRL's SFTTrainer with lorawiz's own arguments
+(lorawiz.train.args.sft_config, bf16 autocast) under bench/memtrack.LiveTensors. The second step's peak is
+attributed term by term: base weights, adapter weights, their gradients, optimizer states, and every other
+storage by the phase and module that made it. The same cell at two depths gives the per-layer part, which is
+extrapolated to the model's full depth.
+
+    python bench/memory_truth.py --cells smoke           # one small cell at depths 1 and 2, a minute
+    python bench/memory_truth.py --cells matrix          # the matrix of issue 16 so far (an hour or more)
+
+Results: bench/results/memory_truth.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+RESULTS = HERE / "results" / "memory_truth.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    model: str  # a catalog name
+    layers: int = 1  # depth built (full width)
+    quantization: str = "none"  # none, nf4, nf4-dq
+    checkpointing: bool = True
+    seq: int = 512
+    micro_batch: int = 1
+    dropout: float = 0.0
+    targets: str = "all-linear"  # or "q_proj,v_proj"
+    loss: str = "default"  # TRL's default (chunked_nll) or "nll"
+    rank: int = 16
+
+    @property
+    def name(self) -> str:
+        return (f"{self.model} L{self.layers} {self.quantization} ckpt={int(self.checkpointing)} seq={self.seq} "
+                f"mb={self.micro_batch} drop={self.dropout} {self.targets} loss={self.loss}")
+
+
+def hf_config(facts: Any, layers: int) -> dict[str, Any]:
+    """A transformers config.json for the catalog entry's architecture at `layers` blocks."""
+    config = {
+        "model_type": facts.architecture, "hidden_size": facts.hidden, "intermediate_size": facts.intermediate,
+        "num_attention_heads": facts.heads, "num_key_value_heads": facts.kv_heads, "head_dim": facts.head_dim,
+        "vocab_size": facts.vocab, "num_hidden_layers": layers, "tie_word_embeddings": facts.tied_embeddings,
+        "max_position_embeddings": 8192, "torch_dtype": "bfloat16", "bos_token_id": 1, "eos_token_id": 2,
+        "pad_token_id": 0,
+    }
+    if facts.architecture == "llama":
+        config.update(attention_bias=facts.qkv_bias, mlp_bias=facts.mlp_bias)
+    return config
+
+
+def build_model(cell: Cell, root: Path) -> Path:
+    """Random weights at full width, `cell.layers` deep, saved with builtin:tiny's tokenizer (the token ids the
+    cells use are below its vocabulary, which is below every real model's)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from lorawiz.builtin import local_path
+    from lorawiz.catalog import find_model
+
+    facts = find_model(cell.model)
+    folder = root / f"{cell.model}-L{cell.layers}"
+    if (folder / "config.json").exists():
+        return folder
+    values = hf_config(facts, cell.layers)
+    config = AutoConfig.for_model(values.pop("model_type"), **values)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(folder)
+    tiny = Path(local_path("builtin:tiny"))
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (tiny / name).exists():
+            shutil.copy(tiny / name, folder / name)
+    del model
+    return folder
+
+
+def resolved_config(cell: Cell, folder: Path, data: Path) -> Any:
+    from lorawiz.config.resolve import resolve_config
+
+    flags = {
+        "model_name_or_path": str(folder), "train_file": str(data), "bf16": True, "fp16": False,
+        "load_in_4bit": cell.quantization != "none", "bnb_4bit_use_double_quant": cell.quantization == "nf4-dq",
+        "gradient_checkpointing": cell.checkpointing, "max_seq_length": cell.seq,
+        "per_device_train_batch_size": cell.micro_batch, "per_device_eval_batch_size": cell.micro_batch,
+        "gradient_accumulation_steps": 1, "lora_r": cell.rank, "lora_alpha": 2 * cell.rank,
+        "lora_dropout": cell.dropout, "lora_target_modules": cell.targets, "optim": "adamw_torch",
+        "learning_rate": 1e-4, "lr_scheduler_type": "constant", "warmup_ratio": 0.0, "num_train_epochs": 1,
+        "max_steps": 2, "logging_steps": 1, "packing": False, "group_by_length": False, "eval_strategy": "no",
+        "save_strategy": "no", "report_to": [], "early_stopping_patience": 0, "load_best_model_at_end": False,
+    }
+    return resolve_config(None, flags=flags, flag_names={name: f"--{name}" for name in flags})
+
+
+def module_label(qualname: str) -> str | None:
+    """The part of the model a module is, for attributing what it makes: embed, layer, attention, mlp, norm,
+    lora, lm_head (None: not a boundary of its own)."""
+    last = qualname.rsplit(".", 1)[-1]
+    if last in ("lora_A", "lora_B", "lora_dropout") or ".lora_" in qualname:
+        return "lora"
+    if last == "embed_tokens":
+        return "embed"
+    if last == "lm_head":
+        return "lm_head"
+    if last in ("self_attn", "mlp"):
+        return "attention" if last == "self_attn" else "mlp"
+    if last.endswith("norm"):
+        return "norm"
+    if last.isdigit() and qualname.rsplit(".", 2)[-2] == "layers":
+        return "layer"
+    return None
+
+
+def measure(cell: Cell, root: Path) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from memtrack import LiveTensors, storage_id, watch_modules
+    from transformers import TrainerCallback
+
+    from lorawiz.train.args import sft_config
+    from lorawiz.train.backends.hf import HFBackend
+
+    folder = build_model(cell, root)
+    rows = 4 * cell.micro_batch
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 3000, (rows, cell.seq), generator=generator).tolist()
+    data = Dataset.from_dict({"input_ids": ids, "labels": ids})
+    resolved = resolved_config(cell, folder, root / "unused.jsonl")
+    cfg = resolved.config
+    tracker = LiveTensors()
+    with tracker:
+        tracker.phase = "load"
+        loaded = HFBackend().load(cfg)
+        model = loaded.model
+        args = sft_config(cfg, output_dir=str(root / "run"), on_gpu=False, train_rows=rows)
+        if cell.loss != "default":
+            args.loss_type = cell.loss
+        state: dict[str, Any] = {}
+
+        class Phases(TrainerCallback):
+            def on_step_begin(self, args, state_, control, **kwargs):
+                tracker.phase, tracker.modules[:] = "forward", []
+                if state_.global_step == 1:  # the second step: its peak, optimizer states included
+                    tracker.peak, tracker.peak_live = tracker.bytes, {}
+
+            def on_pre_optimizer_step(self, args, state_, control, **kwargs):
+                tracker.phase = "optimizer"
+
+            def on_optimizer_step(self, args, state_, control, **kwargs):
+                tracker.phase = "after step"
+
+        trainer = HFBackend().trainer(loaded, data, None, args, callbacks=[Phases()])
+        state["trainer"] = trainer
+
+        def identities() -> dict[int, str]:
+            known: dict[int, str] = {}
+            for param in model.parameters():
+                known[storage_id(param)] = "LoRA weights" if param.requires_grad else "base weights"
+                if param.grad is not None:
+                    known[storage_id(param.grad)] = "LoRA gradients"
+                quant = getattr(param, "quant_state", None)
+                for tensor in _quant_tensors(quant):
+                    known[storage_id(tensor)] = "base weights"
+            optimizer = getattr(state["trainer"], "optimizer", None)
+            for per_param in (optimizer.state.values() if optimizer is not None else ()):
+                for value in per_param.values():
+                    if torch.is_tensor(value):
+                        known[storage_id(value)] = "optimizer states"
+            return known
+
+        tracker.identities = identities
+        inner = model.get_base_model()
+
+        def after_forward(_module: Any, _args: Any, _out: Any) -> None:
+            tracker.phase, tracker.modules[:] = "backward", []
+
+        def after_final_norm(_module: Any, _args: Any, _out: Any) -> None:
+            tracker.modules[:] = ["logits and loss"]  # TRL's loss calls lm_head's weight, not the module
+
+        handles = watch_modules(model, tracker, module_label, roots=frozenset({"layer"}))
+        handles.append(inner.register_forward_hook(after_forward))
+        handles.append(inner.model.norm.register_forward_hook(after_final_norm))
+        started = time.perf_counter()
+        trainer.train()
+        tracker.finish()
+        seconds = time.perf_counter() - started
+    for handle in handles:
+        handle.remove()
+    terms = tracker.peak_terms()
+    return {"cell": dataclasses.asdict(cell), "name": cell.name, "peak_bytes": tracker.peak,
+            "terms": dict(sorted(terms.items(), key=lambda item: -item[1])), "seconds": round(seconds, 1)}
+
+
+def _quant_tensors(quant: Any) -> list[Any]:
+    """The tensors of a bitsandbytes QuantState (absmax, code, and the nested state of double quantization)."""
+    import torch
+
+    if quant is None:
+        return []
+    found = [value for value in vars(quant).values() if torch.is_tensor(value)]
+    nested = getattr(quant, "state2", None)
+    return found + (_quant_tensors(nested) if nested is not None else [])
+
+
+def estimate(cell: Cell) -> Any:
+    """lorawiz.memory's estimate of the cell at the model's full depth, on CPU terms (no CUDA context or
+    allocator slack: what the tensors alone hold)."""
+    from lorawiz.catalog import find_model
+    from lorawiz.memory import TrainingShape, estimate_memory
+
+    targets = cell.targets if cell.targets == "all-linear" else tuple(cell.targets.split(","))
+    shape = TrainingShape(precision="bf16", quantization=cell.quantization, lora_r=cell.rank, target_modules=targets,
+                          optimizer="adamw_torch", micro_batch=cell.micro_batch, seq_len=cell.seq,
+                          gradient_checkpointing=cell.checkpointing, lora_dropout=cell.dropout, on_gpu=False)
+    return estimate_memory(find_model(cell.model), shape)
+
+
+def measure_full_depth(cell: Cell, root: Path) -> dict[str, Any]:
+    """The cell at depths 1 and 2; the second layer's increment, term by term, extrapolated to the model's
+    depth (the peak is at the same point of the step at both depths); and the estimate against it."""
+    from lorawiz.catalog import find_model
+
+    depth = find_model(cell.model).layers
+    one = measure(dataclasses.replace(cell, layers=1), root)
+    two = measure(dataclasses.replace(cell, layers=2), root)
+    terms = {}
+    for term in sorted(set(one["terms"]) | set(two["terms"])):
+        first, second = one["terms"].get(term, 0), two["terms"].get(term, 0)
+        terms[term] = first + (depth - 1) * (second - first)
+    measured = one["peak_bytes"] + (depth - 1) * (two["peak_bytes"] - one["peak_bytes"])
+    predicted = estimate(cell)
+    return {"cell": dataclasses.asdict(cell), "name": cell.name, "layers": depth, "measured_bytes": measured,
+            "estimated_bytes": round(predicted.total), "error": round(predicted.total / measured - 1, 4),
+            "measured_terms": {k: v for k, v in sorted(terms.items(), key=lambda kv: -kv[1]) if abs(v) >= 2**16},
+            "estimated_terms": {t.name: round(t.bytes) for t in predicted.terms},
+            "depth_1": one, "depth_2": two}
+
+
+BASE = Cell("llama3.2-1b", seq=512)
+CELLS = {
+    "smoke": [Cell("llama3.2-1b", seq=128)],
+    # One factor at a time around BASE, then the other widths at BASE's settings and in 4 bits.
+    "matrix": [
+        BASE,
+        dataclasses.replace(BASE, quantization="nf4"), dataclasses.replace(BASE, quantization="nf4-dq"),
+        dataclasses.replace(BASE, checkpointing=False),
+        dataclasses.replace(BASE, seq=1024), dataclasses.replace(BASE, seq=4096),
+        dataclasses.replace(BASE, micro_batch=2), dataclasses.replace(BASE, dropout=0.05),
+        dataclasses.replace(BASE, targets="q_proj,v_proj"), dataclasses.replace(BASE, loss="nll"),
+        dataclasses.replace(BASE, quantization="nf4", checkpointing=False),
+        *(dataclasses.replace(BASE, model=name, quantization=q)
+          for name in ("llama3.1-8b", "qwen2.5-7b", "gemma2-2b") for q in ("none", "nf4")),
+    ],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", choices=sorted(CELLS), default="smoke")
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from lorawiz.libraries import quiet_libraries
+
+    quiet_libraries(True)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="lorawiz-memory-truth-") as tmp:
+        for cell in CELLS[args.cells]:
+            result = measure_full_depth(cell, Path(tmp))
+            results.append(result)
+            print(f"{cell.name} -> {result['layers']} layers: measured {result['measured_bytes'] / 2**30:.2f} GiB, "
+                  f"estimated {result['estimated_bytes'] / 2**30:.2f} GiB ({result['error']:+.1%})", flush=True)
+            for term, size in result["measured_terms"].items():
+                print(f"    {size / 2**20:10,.1f} MiB  {term}")
+            shutil.rmtree(Path(tmp) / "run", ignore_errors=True)
+    errors = sorted(abs(r["error"]) for r in results)
+    if errors:
+        print(f"{len(errors)} cells: median |error| {errors[len(errors) // 2]:.1%}, worst {errors[-1]:.1%}")
+    if not args.no_save:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps({"cells": results}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
