@@ -290,12 +290,12 @@ def main() -> None:
             for term, size in result["measured_terms"].items():
                 print(f"    {size / 2**20:10,.1f} MiB  {term}")
             shutil.rmtree(Path(tmp) / "run", ignore_errors=True)
+            if not args.no_save:  # after each cell: a matrix takes hours, and a stopped run keeps what it did
+                RESULTS.parent.mkdir(parents=True, exist_ok=True)
+                RESULTS.write_text(json.dumps({"cells": results}, indent=1) + "\n")
     errors = sorted(abs(r["error"]) for r in results)
     if errors:
         print(f"{len(errors)} cells: median |error| {errors[len(errors) // 2]:.1%}, worst {errors[-1]:.1%}")
-    if not args.no_save:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps({"cells": results}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
