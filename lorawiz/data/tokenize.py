@@ -63,7 +63,7 @@ class TokenisedFile:
     hit: bool  # read from the cache
     seconds: float  # to read or build it
     processes: int  # that tokenised it (0 on a cache hit)
-    content: str = ""  # the file's content key (lorawiz.data.cache.content_key)
+    content: str  # the file's content key (lorawiz.data.cache.content_key)
 
     @property
     def rows(self) -> int:

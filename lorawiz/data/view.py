@@ -109,14 +109,15 @@ def training_view(tokenised: TokenisedFile, indices: Any, max_seq_length: int, *
              "trained_tokens": int(trained[keep[~long]].sum())}
     stats["lengths"] = np.minimum(length[keep], max_seq_length)
     base = tokenised.dataset.select_columns(["input_ids", "labels", "length"])
+    key = f"{tokenised.entry.name}:{max_seq_length}"
     if long.any():
         cut = _truncated(tokenised, keep[long], max_seq_length, name)
         stats["trained_tokens"] += _trained_tokens(cut)
         positions = keep.copy()
         positions[long] = len(base) + np.arange(int(long.sum()))
-        dataset = _indexed(concatenate_datasets([base, cut]), positions, f"{tokenised.entry.name}:{max_seq_length}")
+        dataset = _indexed(concatenate_datasets([base, cut]), positions, key)
     elif len(keep) < len(length):
-        dataset = _indexed(base, keep, f"{tokenised.entry.name}:{max_seq_length}")
+        dataset = _indexed(base, keep, key)
     else:
         dataset = base
     return View(dataset, **stats)

@@ -174,7 +174,8 @@ def finished_run(output_dir: Path, cfg: Any) -> dict[str, Any] | None:
         return None
     same_length = (done.get("max_steps"), done.get("num_train_epochs")) == (cfg.training.max_steps,
                                                                              cfg.training.num_train_epochs)
-    reached = 0 < cfg.training.max_steps <= int(done.get("global_step") or 0)
+    step = done.get("global_step")
+    reached = step is not None and 0 < cfg.training.max_steps <= int(step)
     return done if same_length or reached else None
 
 

@@ -218,7 +218,7 @@ def _resource_rows(resources: list[dict[str, Any]]) -> list[tuple[str, Any]]:
             grid.add_column(no_wrap=True, overflow="ellipsis", max_width=28)
             grid.add_column(width=10)
             grid.add_column(no_wrap=True)
-            total = item.get("total_bytes") or 0
+            total = item["total_bytes"]  # every GPU reading has it (lorawiz.hardware.nvml._sample_gpus)
             util = item.get("util_percent")
             usage = f"{item['used_bytes'] / GiB:.1f}/{total / GiB:.1f} GiB"
             usage += f"  util {util}%" if util is not None else ""
