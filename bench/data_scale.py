@@ -10,9 +10,9 @@ For each size, with a fresh tokenised cache ("cold") and again from the cache ("
   tokenizer's own batched throughput on the same rendered rows, one process, times the cores (and, for
   reference, the tokenizer run in one process per core at once, and its offset-free encode_batch_fast),
   measured just before each cold run; the ratio is the median over the cold runs;
-- when training started: the step line's time less the Trainer's own time for step 1 (metrics.jsonl), and
-  before each warm run, how long a fresh Python takes to import torch, transformers, peft, trl and datasets
-  (the floor under any warm start).
+- when training started: the step line's time less the Trainer's own time for step 1 (metrics.jsonl), and, for
+  reference, before each warm run how long a fresh Python takes to import torch, transformers, peft, trl and
+  datasets (key "import_floor_s"; not a strict floor: lorawiz imports less of them before its first step).
 
 The runs get a user's environment: no LORAWIZ_DEBUG, and Python's bytecode cache on (see _env).
 
@@ -214,8 +214,8 @@ def tokenizer_baseline(data: Path, sample_rows: int = 20_000, runs: int = 3) -> 
 
 
 def import_floor() -> float:
-    """Seconds a fresh Python takes to import what any training run needs before its first step (torch,
-    transformers, peft, trl, datasets): the part of a warm start that lorawiz does not control."""
+    """Seconds a fresh Python takes to import torch, transformers, peft, trl, datasets and transformers.trainer:
+    for reference beside a warm start, most of which is imports (some of these lorawiz loads only later)."""
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import torch, transformers, peft, trl, datasets, transformers.trainer"],
                    check=True, env=_env(None))
@@ -265,11 +265,11 @@ def cores() -> int:
 def bench_size(rows: int, runs_cold: int, runs_warm: int, work: Path, sample: Path) -> dict[str, Any]:
     data = data_file(rows)
     print(f"{rows:,} rows ({data.stat().st_size / 1e6:,.0f} MB):", flush=True)
-    cold, warm, floors = [], [], []
+    cold, warm = [], []
     cache = work / f"cache-{rows}"
     for _ in range(runs_cold):
         shutil.rmtree(cache, ignore_errors=True)
-        baseline = tokenizer_baseline(sample)  # the machine as it is now: its speed drifts by 10-20% here
+        baseline = tokenizer_baseline(sample)  # the machine as it is now: its speed drifts by 10-30% here
         result = run_train(data, cache, work)
         entry = manifest(cache, data)
         result.update(tokenise_s=entry.get("tokenise_seconds"), read_s=entry.get("read_seconds"),
@@ -288,13 +288,13 @@ def bench_size(rows: int, runs_cold: int, runs_warm: int, work: Path, sample: Pa
               f"tokens/s = {result.get('ratio')} x tokenizer(batch) {baseline['tokenizer(batch)']:,} tokens/s x "
               f"{cores()} cores", flush=True)
     for _ in range(runs_warm):
-        floors.append(import_floor())
+        imports = import_floor()
         result = run_train(data, cache, work)
-        result["import_floor_s"] = round(floors[-1], 2)
+        result["import_floor_s"] = round(imports, 2)
         warm.append(result)
         print(f"  warm: training started at {result['training_started_s']:.1f} s (step 1 done at "
               f"{result['first_step_s']:.1f} s; importing torch, transformers, peft, trl and datasets alone took "
-              f"{floors[-1]:.1f} s), peak RSS {result['max_process_peak_mb']:,.0f} MB", flush=True)
+              f"{imports:.1f} s), peak RSS {result['max_process_peak_mb']:,.0f} MB", flush=True)
     shutil.rmtree(cache, ignore_errors=True)
 
     def median(runs: list[dict[str, Any]], key: str) -> Any:
@@ -306,7 +306,7 @@ def bench_size(rows: int, runs_cold: int, runs_warm: int, work: Path, sample: Pa
         "cold_first_step_s": median(cold, "first_step_s"), "warm_first_step_s": median(warm, "first_step_s"),
         "cold_training_started_s": median(cold, "training_started_s"),
         "warm_training_started_s": median(warm, "training_started_s"),
-        "warm_import_floor_s": round(statistics.median(floors), 2) if floors else None,
+        "warm_import_floor_s": median(warm, "import_floor_s"),
         "peak_rss_mb": max(r["max_process_peak_mb"] for r in cold + warm),
         "tokenise_tokens_per_s": median(cold, "tokens_per_s"),
         "tokenise_ratio": median(cold, "ratio"),

@@ -152,13 +152,12 @@ def measure(cell: Cell, root: Path) -> dict[str, Any]:
         args = sft_config(cfg, output_dir=str(root / "run"), on_gpu=False, train_rows=rows)
         if cell.loss != "default":
             args.loss_type = cell.loss
-        state: dict[str, Any] = {}
 
         class Phases(TrainerCallback):
             def on_step_begin(self, args, state_, control, **kwargs):
                 tracker.phase, tracker.modules[:] = "forward", []
                 if state_.global_step == 1:  # the second step: its peak, optimizer states included
-                    tracker.peak, tracker.peak_live = tracker.bytes, {}
+                    tracker.reset_peak()
 
             def on_pre_optimizer_step(self, args, state_, control, **kwargs):
                 tracker.phase = "optimizer"
@@ -167,7 +166,6 @@ def measure(cell: Cell, root: Path) -> dict[str, Any]:
                 tracker.phase = "after step"
 
         trainer = HFBackend().trainer(loaded, data, None, args, callbacks=[Phases()])
-        state["trainer"] = trainer
 
         def identities() -> dict[int, str]:
             known: dict[int, str] = {}
@@ -178,7 +176,7 @@ def measure(cell: Cell, root: Path) -> dict[str, Any]:
                 quant = getattr(param, "quant_state", None)
                 for tensor in _quant_tensors(quant):
                     known[storage_id(tensor)] = "base weights"
-            optimizer = getattr(state["trainer"], "optimizer", None)
+            optimizer = trainer.optimizer  # None until the first step makes it
             for per_param in (optimizer.state.values() if optimizer is not None else ()):
                 for value in per_param.values():
                     if torch.is_tensor(value):

@@ -2,13 +2,13 @@
 
 `LiveTensors` is a TorchDispatchMode that sees every tensor an aten op returns, keeps each new storage with the
 number of bytes it holds and what made it (the phase of the step and the innermost module running), and is told
-by a weak reference when the storage is freed. The storages that exist before it starts (the model's weights and
-buffers) are registered with `track_existing`. At every local maximum of the live bytes it keeps the set of live
-storages, so the peak can be attributed term by term: base weights, adapter weights, their gradients, optimizer
-states (known by identity at the peak) and everything else by what made it.
+by a weak reference when the storage is freed. It sees only what is made while it is active, so it is entered
+before the model loads. At every local maximum of the live bytes it keeps the set of live storages, so the peak
+can be attributed term by term: base weights, adapter weights, their gradients, optimizer states (known by
+identity at the peak) and everything else by what made it.
 
-torch.distributed._tools.mem_tracker.MemTracker does the same bookkeeping with coarser categories (parameter,
-buffer, gradient, activation, temporary, optimizer state); memory_truth.py checks its peak against ours.
+torch.distributed._tools.mem_tracker.MemTracker does similar bookkeeping with coarser categories (parameter,
+buffer, gradient, activation, temporary, optimizer state); comparing its peak with this one is still to do.
 """
 
 from __future__ import annotations
@@ -37,11 +37,12 @@ class LiveTensors(TorchDispatchMode):
 
     # --- bookkeeping ------------------------------------------------------------------------------------------
 
-    def track_existing(self, tensors: list[torch.Tensor], what: str) -> None:
-        for tensor in tensors:
-            self._add(tensor, what)
+    def reset_peak(self) -> None:
+        """Measure the peak from now on (what is alive now is its first candidate)."""
+        self.peak = self.bytes
+        self._snapshot()
 
-    def _add(self, tensor: torch.Tensor, what: str | None = None) -> None:
+    def _add(self, tensor: torch.Tensor) -> None:
         if tensor.device.type == "meta":
             return
         try:
@@ -52,7 +53,7 @@ class LiveTensors(TorchDispatchMode):
         if key in self.live:
             return
         size = storage.nbytes()
-        self.live[key] = (size, what or self._context())
+        self.live[key] = (size, self._context())
         weakref.finalize(storage, self._free, key)
         self.bytes += size
         if self.bytes > self.peak:
