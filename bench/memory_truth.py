@@ -45,11 +45,12 @@ class Cell:
     targets: str = "all-linear"  # or "q_proj,v_proj"
     loss: str = "default"  # TRL's default (chunked_nll) or "nll"
     rank: int = 16
+    held_out: bool = False  # not used to fit any constant of lorawiz.memory
 
     @property
     def name(self) -> str:
         return (f"{self.model} L{self.layers} {self.quantization} ckpt={int(self.checkpointing)} seq={self.seq} "
-                f"mb={self.micro_batch} drop={self.dropout} {self.targets} loss={self.loss}")
+                f"mb={self.micro_batch} drop={self.dropout} {self.targets} loss={self.loss} r={self.rank}")
 
 
 def hf_config(facts: Any, layers: int) -> dict[str, Any]:
@@ -63,6 +64,15 @@ def hf_config(facts: Any, layers: int) -> dict[str, Any]:
     }
     if facts.architecture == "llama":
         config.update(attention_bias=facts.qkv_bias, mlp_bias=facts.mlp_bias)
+    if facts.architecture in ("mixtral", "gpt_oss"):
+        config.update(num_local_experts=facts.experts, num_experts_per_tok=facts.active_experts)
+    elif facts.is_moe:  # qwen3_moe, qwen2_moe: every block sparse
+        config.update(num_experts=facts.experts, num_experts_per_tok=facts.active_experts,
+                      moe_intermediate_size=facts.expert_intermediate, decoder_sparse_step=1, mlp_only_layers=[],
+                      norm_topk_prob=True)
+    if facts.architecture == "gpt_oss":
+        config.update(attention_bias=True,
+                      layer_types=[("sliding_attention", "full_attention")[i % 2] for i in range(layers)])
     return config
 
 
@@ -203,7 +213,8 @@ def measure(cell: Cell, root: Path) -> dict[str, Any]:
         handle.remove()
     terms = tracker.peak_terms()
     return {"cell": dataclasses.asdict(cell), "name": cell.name, "peak_bytes": tracker.peak,
-            "terms": dict(sorted(terms.items(), key=lambda item: -item[1])), "seconds": round(seconds, 1)}
+            "terms": dict(sorted(terms.items(), key=lambda item: -item[1])), "largest": tracker.largest_at_peak(),
+            "seconds": round(seconds, 1)}
 
 
 def _quant_tensors(quant: Any) -> list[Any]:
@@ -226,7 +237,8 @@ def estimate(cell: Cell) -> Any:
     targets = cell.targets if cell.targets == "all-linear" else tuple(cell.targets.split(","))
     shape = TrainingShape(precision="bf16", quantization=cell.quantization, lora_r=cell.rank, target_modules=targets,
                           optimizer="adamw_torch", micro_batch=cell.micro_batch, seq_len=cell.seq,
-                          gradient_checkpointing=cell.checkpointing, lora_dropout=cell.dropout, on_gpu=False)
+                          gradient_checkpointing=cell.checkpointing, lora_dropout=cell.dropout,
+                          loss="nll" if cell.loss == "nll" else "chunked_nll", on_gpu=False)
     return estimate_memory(find_model(cell.model), shape)
 
 
@@ -263,37 +275,93 @@ CELLS = {
         dataclasses.replace(BASE, micro_batch=2), dataclasses.replace(BASE, dropout=0.05),
         dataclasses.replace(BASE, targets="q_proj,v_proj"), dataclasses.replace(BASE, loss="nll"),
         dataclasses.replace(BASE, quantization="nf4", checkpointing=False),
+        dataclasses.replace(BASE, quantization="nf4", seq=4096),
         *(dataclasses.replace(BASE, model=name, quantization=q)
           for name in ("llama3.1-8b", "qwen2.5-7b", "gemma2-2b") for q in ("none", "nf4")),
+        # Combinations no single-factor cell shows, held out from every constant of lorawiz.memory.
+        Cell("qwen2.5-7b", quantization="nf4-dq", seq=1024, micro_batch=2, dropout=0.05, held_out=True),
+        Cell("llama3.1-8b", checkpointing=False, seq=1024, targets="q_proj,v_proj", held_out=True),
+        Cell("gemma2-2b", quantization="nf4", checkpointing=False, seq=1024, loss="nll", held_out=True),
+        Cell("llama3.2-1b", seq=2048, micro_batch=2, dropout=0.05, rank=64, held_out=True),
     ],
+    # A mixture of experts at full width (Qwen3-30B-A3B: 128 experts of width 768, 8 a token) in 16 and 4 bits.
+    "moe": [Cell("qwen3-30b-a3b"), Cell("qwen3-30b-a3b", quantization="nf4"),
+            Cell("qwen3-30b-a3b", seq=1024, checkpointing=False, held_out=True)],
 }
+
+
+def load_results() -> dict[str, dict[str, Any]]:
+    if not RESULTS.exists():
+        return {}
+    return {result["name"]: result for result in json.loads(RESULTS.read_text())["cells"]}
+
+
+def save_results(results: dict[str, dict[str, Any]]) -> None:
+    import peft
+    import torch
+    import transformers
+    import trl
+
+    versions = {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
+                "trl": trl.__version__}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    temporary = RESULTS.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"versions": versions, "cells": list(results.values())}, indent=1) + "\n")
+    temporary.replace(RESULTS)
+
+
+def report(results: dict[str, dict[str, Any]]) -> list[float]:
+    """Each measured cell against lorawiz.memory's estimate now (and the estimate when it was measured)."""
+    errors = []
+    for result in results.values():
+        cell = Cell(**result["cell"])
+        now = estimate(cell).total
+        error = now / result["measured_bytes"] - 1
+        errors.append(error)
+        then = result.get("estimated_at_measurement", result["estimated_bytes"])
+        print(f"{'held out ' if cell.held_out else '         '}{result['measured_bytes'] / 2**30:7.2f} GiB measured, "
+              f"{now / 2**30:7.2f} estimated ({error:+6.1%}; was {then / result['measured_bytes'] - 1:+6.1%})  "
+              f"{cell.name}")
+    absolute = sorted(abs(e) for e in errors)
+    if absolute:
+        print(f"{len(absolute)} cells: median |error| {absolute[len(absolute) // 2]:.1%}, worst {absolute[-1]:.1%}")
+    return errors
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", choices=sorted(CELLS), default="smoke")
+    parser.add_argument("--match", default="", help="only the cells whose name contains this")
+    parser.add_argument("--report", action="store_true", help="measure nothing: compare the saved cells with "
+                        "lorawiz.memory's estimate now")
     parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--skip-done", action="store_true", help="leave out the cells already in the results")
     args = parser.parse_args()
+    if args.report:
+        report(load_results())
+        return
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from lorawiz.libraries import quiet_libraries
 
     quiet_libraries(True)
-    results = []
+    saved = load_results()
     with tempfile.TemporaryDirectory(prefix="lorawiz-memory-truth-") as tmp:
         for cell in CELLS[args.cells]:
+            if args.match not in cell.name or (args.skip_done and cell.name in saved):
+                continue
             result = measure_full_depth(cell, Path(tmp))
-            results.append(result)
+            result["estimated_at_measurement"] = result["estimated_bytes"]
+            saved[cell.name] = result
             print(f"{cell.name} -> {result['layers']} layers: measured {result['measured_bytes'] / 2**30:.2f} GiB, "
                   f"estimated {result['estimated_bytes'] / 2**30:.2f} GiB ({result['error']:+.1%})", flush=True)
             for term, size in result["measured_terms"].items():
                 print(f"    {size / 2**20:10,.1f} MiB  {term}")
+            for line in result["depth_2"]["largest"][:12]:
+                print(f"      depth 2: {line}")
             shutil.rmtree(Path(tmp) / "run", ignore_errors=True)
             if not args.no_save:  # after each cell: a matrix takes hours, and a stopped run keeps what it did
-                RESULTS.parent.mkdir(parents=True, exist_ok=True)
-                RESULTS.write_text(json.dumps({"cells": results}, indent=1) + "\n")
-    errors = sorted(abs(r["error"]) for r in results)
-    if errors:
-        print(f"{len(errors)} cells: median |error| {errors[len(errors) // 2]:.1%}, worst {errors[-1]:.1%}")
+                save_results(saved)
+    report(saved)
 
 
 if __name__ == "__main__":

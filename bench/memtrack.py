@@ -34,6 +34,10 @@ class LiveTensors(TorchDispatchMode):
         self.modules: list[str] = []
         self.identities: Any = None  # () -> {storage id: term}: parameters, gradients, optimizer states now
         self.fast_bf16 = True  # see _GEMMS
+        self.detail_bytes = 2**16  # storages this big keep the op, dtype and shape that made them
+        self.details: dict[int, str] = {}
+        self.peak_details: dict[int, str] = {}
+        self._op = ""
 
     # --- bookkeeping ------------------------------------------------------------------------------------------
 
@@ -54,6 +58,8 @@ class LiveTensors(TorchDispatchMode):
             return
         size = storage.nbytes()
         self.live[key] = (size, self._context())
+        if size >= self.detail_bytes:
+            self.details[key] = f"{self._op} {str(tensor.dtype).removeprefix('torch.')} {list(tensor.shape)}"
         weakref.finalize(storage, self._free, key)
         self.bytes += size
         if self.bytes > self.peak:
@@ -67,11 +73,13 @@ class LiveTensors(TorchDispatchMode):
         if self._rising:  # just past a new maximum: keep what was alive at it
             self._snapshot()
         del self.live[key]
+        self.details.pop(key, None)
         self.bytes -= entry[0]
 
     def _snapshot(self) -> None:
         known = self.identities() if self.identities else {}
         self.peak_live = {key: (size, known.get(key, what)) for key, (size, what) in self.live.items()}
+        self.peak_details = {key: self.details[key] for key in self.peak_live if key in self.details}
         self._rising = False
 
     def _context(self) -> str:
@@ -81,6 +89,18 @@ class LiveTensors(TorchDispatchMode):
     def finish(self) -> None:
         if self._rising:
             self._snapshot()
+
+    def largest_at_peak(self, count: int = 30) -> list[str]:
+        """The storages alive at the peak grouped by term and by the op, dtype and shape that made them, biggest
+        groups first: "count x MiB term: op dtype shape"."""
+        groups: dict[str, list[int]] = {}
+        for key, detail in self.peak_details.items():
+            size, term = self.peak_live[key]
+            group = groups.setdefault(f"{term}: {detail}", [0, 0])
+            group[0] += 1
+            group[1] += size
+        ranked = sorted(groups.items(), key=lambda item: -item[1][1])[:count]
+        return [f"{number} x {size / number / 2**20:,.2f} MiB {name}" for name, (number, size) in ranked]
 
     def peak_terms(self) -> Counter:
         terms: Counter = Counter()
@@ -92,6 +112,7 @@ class LiveTensors(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
+        self._op = func.overloadpacket.__name__
         if self.fast_bf16 and func.overloadpacket in _GEMMS and _has_bf16(args):
             out = _in_fp32(func, args, kwargs)
         else:
@@ -107,7 +128,7 @@ class LiveTensors(TorchDispatchMode):
 # outputs of the dtype, shape and strides the bf16 kernel gives (read from the same call on meta tensors), so the
 # storages the step holds are the same; the fp32 temporaries live only inside this call, unseen by the tracker.
 _GEMMS = {torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.bmm, torch.ops.aten.baddbmm,
-          torch.ops.aten._scaled_dot_product_flash_attention_for_cpu,
+          torch.ops.aten._grouped_mm, torch.ops.aten._scaled_dot_product_flash_attention_for_cpu,
           torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward}
 
 

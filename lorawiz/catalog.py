@@ -28,6 +28,11 @@ _ARCHITECTURE_TRAITS: dict[str, dict[str, Any]] = {
     "gemma2": {"norms_per_layer": 4, "mlp_bias": False},  # pre/post norms around attention and around the MLP
     "gemma3_text": {"qk_norm": True, "norms_per_layer": 4, "mlp_bias": False},
     "phi3": {"qkv_bias": False, "output_bias": False, "mlp_bias": False},
+    # Mixtures of experts (modeling_mixtral.py, modeling_qwen3_moe.py, modeling_gpt_oss.py, modeling_qwen2_moe.py).
+    "mixtral": {"qkv_bias": False, "output_bias": False, "mlp_bias": False, "lora_wraps_experts": True},
+    "qwen3_moe": {"qk_norm": True, "mlp_bias": False, "lora_wraps_experts": True},
+    "qwen2_moe": {"qkv_bias": True, "output_bias": False, "mlp_bias": False, "lora_wraps_experts": True},
+    "gpt_oss": {"expert_bias": True, "attention_sinks": True, "mlp_bias": False},
 }
 
 # Values that shipped config.json files leave out because the transformers config class supplies them
@@ -105,13 +110,42 @@ class ModelFacts:
     """RMSNorm over head_dim on queries and keys (Qwen3, Gemma 3)."""
     norms_per_layer: int = 2
     """RMSNorms of hidden width per block: 2 before attention and MLP, 4 in Gemma 2/3 (also after each)."""
+    experts: int = 0
+    """Routed experts per block (`num_local_experts` or `num_experts`); 0 for a dense model."""
+    active_experts: int = 0
+    """Experts each token is routed to (`num_experts_per_tok`)."""
+    expert_intermediate: int = 0
+    """MLP width of one expert (`moe_intermediate_size`; Mixtral and gpt-oss use `intermediate_size`)."""
+    shared_expert_intermediate: int = 0
+    """Width of the shared expert every token also passes (Qwen2-MoE `shared_expert_intermediate_size`), or 0."""
+    expert_bias: bool = False
+    """Experts and router carry biases (gpt-oss)."""
+    attention_sinks: bool = False
+    """One learned sink logit per attention head (gpt-oss `sinks`)."""
+    lora_wraps_experts: bool = False
+    """peft's "all-linear" also wraps the experts and router: it maps the Linears of the transformers 4 layout onto
+    the fused parameters of transformers 5 for Mixtral- and Qwen-MoE-style blocks (peft 0.21,
+    peft.utils.transformers_weight_conversion); gpt-oss had no such layout, so only its attention is wrapped."""
+    shipped_quantization: str = ""
+    """`quant_method` of the weights as shipped ("mxfp4" for gpt-oss); "" for 16-bit checkpoints."""
+    counted: tuple[tuple[str, int], ...] = ()
+    """Exact parameter counts from building the config on the meta device (lorawiz.model_facts), for a model not in
+    the catalog: they win over the formula of `parameters()`."""
     aliases: tuple[str, ...] = ()
     """Short names accepted by `find_model`, e.g. ("llama3.1-8b", "llama-3.1-8b")."""
     hub_ids: tuple[str, ...] = ()
     """Every hub id with these facts: the base model and its instruct variants."""
 
+    @property
+    def is_moe(self) -> bool:
+        return self.experts > 0
+
     def linear_shapes(self) -> dict[str, tuple[int, int]]:
-        """(in_features, out_features) of each LoRA-targetable Linear in one block, by its module name."""
+        """(in_features, out_features) of each LoRA-targetable Linear in one block, by its module name.
+
+        transformers 5 stores a mixture-of-experts block's experts as 3-D parameters (`experts.gate_up_proj`,
+        `experts.down_proj`) and its router as a bare parameter, so neither is a Linear: LoRA's "all-linear" and
+        bitsandbytes both leave them alone (see `expert_parameters`). A shared expert is an ordinary MLP."""
         query = self.heads * self.head_dim
         key_value = self.kv_heads * self.head_dim
         if self.architecture in FUSED_PROJECTIONS:
@@ -121,18 +155,41 @@ class ModelFacts:
                 "gate_up_proj": (self.hidden, 2 * self.intermediate),
                 "down_proj": (self.intermediate, self.hidden),
             }
-        return {
+        attention = {
             "q_proj": (self.hidden, query),
             "k_proj": (self.hidden, key_value),
             "v_proj": (self.hidden, key_value),
             "o_proj": (query, self.hidden),
-            "gate_proj": (self.hidden, self.intermediate),
-            "up_proj": (self.hidden, self.intermediate),
-            "down_proj": (self.intermediate, self.hidden),
         }
+        mlp = self.shared_expert_intermediate if self.is_moe else self.intermediate
+        if not mlp:
+            return attention
+        shapes = {**attention, "gate_proj": (self.hidden, mlp), "up_proj": (self.hidden, mlp),
+                  "down_proj": (mlp, self.hidden)}
+        if self.is_moe:
+            shapes["shared_expert_gate"] = (self.hidden, 1)
+        return shapes
+
+    def expert_parameters(self) -> int:
+        """Parameters of one block's routed experts (0 for a dense model): 3 x hidden x width per expert for the
+        SwiGLU gate, up and down projections, plus their biases in gpt-oss."""
+        if not self.is_moe:
+            return 0
+        per_expert = 3 * self.hidden * self.expert_intermediate
+        if self.expert_bias:
+            per_expert += 2 * self.expert_intermediate + self.hidden
+        return self.experts * per_expert
+
+    def router_parameters(self) -> int:
+        """One block's router: a hidden x experts matrix (a bare parameter, not a Linear), with a bias in gpt-oss."""
+        return self.experts * (self.hidden + (1 if self.expert_bias else 0)) if self.is_moe else 0
 
     def parameters(self) -> dict[str, int]:
-        """Parameter counts: embeddings, decoder layers (plus the final norm), lm_head (0 when tied), total."""
+        """Parameter counts: embeddings, decoder layers (plus the final norm), lm_head (0 when tied), total; of
+        the layers, the routed experts' share ("experts") and what one token uses ("active": every parameter less
+        the experts it is not routed to)."""
+        if self.counted:
+            return dict(self.counted)
         weights = sum(fan_in * fan_out for fan_in, fan_out in self.linear_shapes().values())
         biases = 0
         if self.qkv_bias:
@@ -142,10 +199,16 @@ class ModelFacts:
         if self.mlp_bias:
             biases += 2 * self.intermediate + self.hidden
         norms = self.norms_per_layer * self.hidden + (2 * self.head_dim if self.qk_norm else 0)
+        sinks = self.heads if self.attention_sinks else 0
+        router = self.router_parameters()
+        experts = self.layers * self.expert_parameters()
         embeddings = self.vocab * self.hidden
-        layers = self.layers * (weights + biases + norms) + self.hidden  # + the norm after the last block
+        layers = self.layers * (weights + biases + norms + sinks + router) + experts + self.hidden  # + final norm
         lm_head = 0 if self.tied_embeddings else self.vocab * self.hidden
-        return {"embeddings": embeddings, "layers": layers, "lm_head": lm_head, "total": embeddings + layers + lm_head}
+        total = embeddings + layers + lm_head
+        idle = round(experts * (1 - self.active_experts / self.experts)) if self.is_moe else 0
+        return {"embeddings": embeddings, "layers": layers, "lm_head": lm_head, "total": total,
+                "experts": experts, "active": total - idle}
 
 
 def _model(
@@ -162,10 +225,12 @@ def _model(
     vocab: int,
     tied: bool,
     context: int,
+    **moe: Any,
 ) -> ModelFacts:
     """A catalog entry named after its first hub id, with the structure its architecture hard-codes."""
     traits = {"qkv_bias": False, "output_bias": False, "mlp_bias": False, "qk_norm": False, "norms_per_layer": 2}
     traits.update(_ARCHITECTURE_TRAITS.get(architecture, {}))
+    traits.update(moe)
     return ModelFacts(
         name=hub_ids[0],
         architecture=architecture,
@@ -289,6 +354,20 @@ CATALOG: tuple[ModelFacts, ...] = (
     _model("phi3", ("microsoft/Phi-4-mini-instruct",), ("phi4-mini", "phi-4-mini"),
            layers=32, hidden=3072, intermediate=8192, heads=24, kv_heads=8, head_dim=128,
            vocab=200064, tied=True, context=131072),
+    # Mixtures of experts. Mixtral's experts use intermediate_size; Qwen3-30B-A3B's moe_intermediate_size (every
+    # block is sparse: decoder_sparse_step 1, no mlp_only_layers); gpt-oss ships its experts in MXFP4.
+    _model("mixtral", ("mistralai/Mixtral-8x7B-v0.1", "mistralai/Mixtral-8x7B-Instruct-v0.1"),
+           ("mixtral-8x7b",),
+           layers=32, hidden=4096, intermediate=14336, heads=32, kv_heads=8, head_dim=128,
+           vocab=32000, tied=False, context=32768, experts=8, active_experts=2, expert_intermediate=14336),
+    _model("qwen3_moe", ("Qwen/Qwen3-30B-A3B", "Qwen/Qwen3-30B-A3B-Base", "Qwen/Qwen3-30B-A3B-Instruct-2507"),
+           ("qwen3-30b-a3b",),
+           layers=48, hidden=2048, intermediate=6144, heads=32, kv_heads=4, head_dim=128,
+           vocab=151936, tied=False, context=40960, experts=128, active_experts=8, expert_intermediate=768),
+    _model("gpt_oss", ("openai/gpt-oss-20b",), ("gpt-oss-20b",),
+           layers=24, hidden=2880, intermediate=2880, heads=64, kv_heads=8, head_dim=64,
+           vocab=201088, tied=False, context=131072, experts=32, active_experts=4, expert_intermediate=2880,
+           qkv_bias=True, output_bias=True, shipped_quantization="mxfp4"),
     # SmolLM2 (Llama architecture, tied embeddings).
     _model("llama", ("HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M-Instruct"), ("smollm2-135m",),
            layers=30, hidden=576, intermediate=1536, heads=9, kv_heads=3, head_dim=64,
@@ -381,6 +460,15 @@ def facts_from_config(config: dict[str, Any], name: str) -> ModelFacts:
         "norms_per_layer": 2,
     }
     traits.update(_ARCHITECTURE_TRAITS.get(architecture, {}))
+    experts = int(value("num_local_experts") or value("num_experts") or 0)
+    if experts:
+        quantization = keys.get("quantization_config")
+        traits.update(
+            experts=experts, active_experts=int(value("num_experts_per_tok") or 0),
+            expert_intermediate=int(value("moe_intermediate_size") or value("intermediate_size")),
+            shared_expert_intermediate=int(value("shared_expert_intermediate_size") or 0),
+            shipped_quantization=str(quantization.get("quant_method") or "") if isinstance(quantization, dict) else "",
+        )
     return ModelFacts(
         name=name,
         architecture=architecture or "unknown",

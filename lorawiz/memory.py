@@ -1,10 +1,18 @@
 """Peak training memory per GPU for LoRA and QLoRA, as a breakdown of named terms. Pure: no torch.
 
-Each term is a formula over the model's architecture (lorawiz.catalog.ModelFacts) and the training shape, with its
-source in a comment. The figures are estimates of what one GPU holds at the worst moment of a training step,
-which is at the start of the backward pass: weights, adapters with gradients and optimizer states, the saved
-activations, and the logits with their fp32 copies. Under data parallelism every GPU holds all of this for its own
-micro-batch (LoRA's gradient buckets are small), so the figure is per GPU.
+The terms follow what lorawiz's own stack (transformers 5 + peft + TRL's SFTTrainer, bf16 autocast, bitsandbytes
+NF4 with peft's prepare_model_for_kbit_training) holds at the worst moment of a step, as measured tensor by tensor
+by bench/memory_truth.py (its table is in bench/README.md). A step's memory is what stays (weights, adapters,
+optimizer states) plus the larger of two moments:
+
+- the loss: every layer's saved activations (or, with gradient checkpointing, each layer's input), and TRL's loss
+  in 256-token chunks (or the whole logits for the plain "nll" loss);
+- the backward pass through one layer: the checkpoints not yet used, that layer recomputed, the gradients flowing
+  through it, and the adapter gradients made so far.
+
+Under data parallelism every GPU holds all of this for its own micro-batch (LoRA's gradient buckets are small), so
+the figure is per GPU. What CUDA adds (context, allocator slack, kernel workspaces) is the explicit constants at
+the end, to calibrate on a GPU.
 """
 
 from __future__ import annotations
@@ -17,35 +25,43 @@ GIB = 2**30
 MIB = 2**20
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 
-# PEFT keeps adapter weights in fp32 even when the base model is bf16 (LoraConfig/get_peft_model
-# autocast_adapter_dtype=True, the default), so the adapters and their gradients take 4 bytes a parameter.
+# Optimizer state per trainable parameter, in units of the parameter's own bytes for torch's AdamW (two moments of
+# the parameter's dtype: 2 x 4 bytes for fp32 adapters, 2 x 2 for the bf16 adapters of the QLoRA path), and in
+# bytes for bitsandbytes' 8-bit optimizers: two 8-bit moments plus one fp32 absmax per 256-value block (Dettmers et
+# al. 2022, "8-bit Optimizers via Block-wise Quantization"): 2 + 8/256. Paged variants hold the same state, evicted
+# to CPU only under memory pressure. Lion keeps one moment; SGD without momentum none.
+MOMENTS = {"adamw_torch": 2, "adamw_torch_fused": 2, "adamw_hf": 2, "adamw": 2, "paged_adamw_32bit": 2,
+           "lion_32bit": 1, "paged_lion_32bit": 1, "sgd": 0}
+EIGHT_BIT_STATE_BYTES = {"adamw_8bit": 2 + 8 / 256, "adamw_bnb_8bit": 2 + 8 / 256, "paged_adamw_8bit": 2 + 8 / 256,
+                         "lion_8bit": 1 + 4 / 256, "paged_lion_8bit": 1 + 4 / 256}
+ADAFACTOR_STATE_BYTES = 0.1  # factored second moments: rows + columns, a few percent of the parameters
+# Kept for callers that size checkpoints (lorawiz.train.diskspace): fp32 adapters and AdamW's two fp32 moments.
 ADAPTER_BYTES = 4
-ADAPTER_GRAD_BYTES = 4
-
-# Optimizer state bytes per trainable parameter. AdamW keeps two fp32 moments (8 bytes); bitsandbytes' 8-bit
-# optimizers keep two 8-bit moments plus one fp32 absmax per 256-value block (Dettmers et al. 2022, "8-bit
-# Optimizers via Block-wise Quantization"): 2 + 8/256 bytes. Paged variants hold the same state, evicted to CPU
-# only under memory pressure. Lion keeps one moment; SGD without momentum none.
-OPTIMIZER_STATE_BYTES = {
-    "adamw_torch": 8.0, "adamw_torch_fused": 8.0, "adamw_hf": 8.0, "adamw": 8.0, "paged_adamw_32bit": 8.0,
-    "adamw_8bit": 2 + 8 / 256, "adamw_bnb_8bit": 2 + 8 / 256, "paged_adamw_8bit": 2 + 8 / 256,
-    "lion_32bit": 4.0, "paged_lion_32bit": 4.0, "lion_8bit": 1 + 4 / 256, "paged_lion_8bit": 1 + 4 / 256,
-    "adafactor": 0.1, "sgd": 0.0,
-}
+OPTIMIZER_STATE_BYTES = {name: 4.0 * moments for name, moments in MOMENTS.items()} | EIGHT_BIT_STATE_BYTES | {
+    "adafactor": ADAFACTOR_STATE_BYTES}
 
 # bitsandbytes NF4 (QLoRA, Dettmers et al. 2023, section 3): 4-bit weights in blocks of 64 with one fp32 absmax
 # each (32/64 = 0.5 extra bits a weight); double quantization stores the absmax in 8 bits with an fp32 constant
-# per 256 blocks (8/64 + 32/(64*256) = 0.127 extra bits a weight).
+# per 256 blocks (8/64 + 32/(64*256) = 0.127 extra bits a weight). Measured: 1,524.3 and 1,481.1 MiB for
+# Llama-3.2-1B's weights, as these give.
 NF4_BITS = {"nf4": 4 + 32 / 64, "nf4-dq": 4 + 8 / 64 + 32 / (64 * 256)}
 INT8_BITS = 8 + 32 / 4096  # LLM.int8: int8 weights plus one fp32 scale per output row (rows of ~4k inputs)
+QUANTIZATIONS = ("none", "nf4", "nf4-dq", "int8")
+
+# TRL's SFTTrainer (1.14) computes the loss in chunks of 256 tokens, each checkpointed. At a chunk's worst moment
+# four [chunk, vocab] fp32 tensors are alive: the upcast logits, log-softmax, its exp and their product (the
+# entropy it logs). Measured: 501 MiB for a 128,256-token vocabulary, at every sequence length.
+LOSS_CHUNK_TOKENS = 256
+LOSS_CHUNK_FP32_TENSORS = 4
+# The plain "nll" loss keeps the whole [tokens, vocab] logits: the bf16 logits, their fp32 upcast and the fp32
+# log-softmax, and backward makes their gradients (fp32, then bf16).
+NLL_LOGIT_BYTES = 2 + 4 + 4 + 4
 
 # CUDA context and kernels: about 300-500 MiB with lazy module loading (CUDA >= 11.7); torch does not count it
 # in max_memory_reserved. The caching allocator's reserved memory runs above what tensors occupy; 8% is our
-# starting allowance, to be calibrated against measured peaks (bench/results).
+# starting allowance, to be calibrated against measured peaks on a GPU (not yet done: no GPU run has measured it).
 CUDA_CONTEXT_BYTES = 512 * MIB
 ALLOCATOR_OVERHEAD = 0.08
-
-QUANTIZATIONS = ("none", "nf4", "nf4-dq", "int8")
 
 
 @dataclass(frozen=True)
@@ -61,11 +77,17 @@ class TrainingShape:
     seq_len: int = 2048
     gradient_checkpointing: bool = True
     lora_dropout: float = 0.0
+    loss: str = "chunked_nll"  # TRL's SFTConfig.loss_type: chunked_nll (its default) or nll
+    gradient_accumulation: int = 1  # above 1 the adapter gradients stay alive through the forward passes too
     on_gpu: bool = True  # False: CPU training, no CUDA context or allocator slack
 
     @property
     def tokens(self) -> int:
         return self.micro_batch * self.seq_len
+
+    @property
+    def quantized(self) -> bool:
+        return self.quantization != "none"
 
 
 @dataclass
@@ -79,6 +101,7 @@ class MemoryTerm:
 class MemoryBreakdown:
     terms: list[MemoryTerm] = field(default_factory=list)
     trainable_parameters: int = 0
+    moment: str = ""  # when the peak happens: "loss" or "backward"
 
     def add(self, name: str, value: float, formula: str) -> None:
         self.terms.append(MemoryTerm(name, value, formula))
@@ -98,7 +121,7 @@ class MemoryBreakdown:
 
     def as_dict(self) -> dict[str, Any]:
         return {"total_bytes": round(self.total), "torch_reserved_bytes": round(self.torch_reserved),
-                "trainable_parameters": self.trainable_parameters,
+                "trainable_parameters": self.trainable_parameters, "peak_moment": self.moment,
                 "terms": [{"name": t.name, "bytes": round(t.bytes), "formula": t.formula} for t in self.terms]}
 
 
@@ -111,47 +134,119 @@ def targeted_linears(model: Any, targets: Iterable[str] | str) -> dict[str, tupl
 
 
 def lora_parameters(model: Any, r: int, targets: Iterable[str] | str = "all-linear") -> int:
-    """Trainable LoRA parameters: r x (in + out) for each wrapped linear in each layer (Hu et al. 2021)."""
+    """Trainable LoRA parameters: r x (in + out) for each wrapped linear in each layer (Hu et al. 2021).
+
+    A mixture of experts adds, for "all-linear", what peft (0.21 with transformers 5) wraps in place of the v4
+    Linears of Mixtral- and Qwen-MoE-style blocks: the fused gate/up experts with rank 2r per expert, the down
+    experts with rank r per expert, and the router (peft.utils.transformers_weight_conversion). Checked against
+    peft on the meta device in tests/unit/test_memory.py."""
     per_layer = sum(r * (fan_in + fan_out) for fan_in, fan_out in targeted_linears(model, targets).values())
+    if targets == "all-linear" and model.is_moe and model.lora_wraps_experts:
+        hidden, width, experts = model.hidden, model.expert_intermediate, model.experts
+        per_layer += 2 * r * experts * (hidden + 2 * width) + r * experts * (width + hidden) + r * (hidden + experts)
     return per_layer * model.layers
 
 
 def weight_bytes(model: Any, shape: TrainingShape) -> tuple[float, str]:
-    """Base weights: all in the compute dtype, or the layers' linears quantized and the rest kept in 16-bit."""
+    """Base weights: all in the compute dtype; or, quantized, the layers' Linears in 4 (8) bits and everything
+    bitsandbytes leaves alone (embeddings, lm_head, norms, a mixture of experts' experts and router, which are not
+    Linears) in the compute dtype (lorawiz undoes prepare_model_for_kbit_training's fp32 upcast of those:
+    lorawiz.train.backends.hf.restore_loaded_dtypes)."""
     counts = model.parameters()
     dtype = DTYPE_BYTES[shape.precision]
-    if shape.quantization == "none":
+    if not shape.quantized:
         return counts["total"] * dtype, f"{counts['total']:,} parameters x {dtype} bytes ({shape.precision})"
     linear = model.layers * sum(fan_in * fan_out for fan_in, fan_out in model.linear_shapes().values())
-    rest = counts["total"] - linear  # embeddings, output layer and norms stay in 16-bit (bitsandbytes skips them)
+    rest = counts["total"] - linear
     bits = NF4_BITS.get(shape.quantization, INT8_BITS)
-    return (linear * bits / 8 + rest * 2,
-            f"{linear:,} linear weights x {bits:.3f} bits ({shape.quantization}) + {rest:,} others x 2 bytes")
+    return (linear * bits / 8 + rest * dtype,
+            f"{linear:,} Linear weights x {bits:.3f} bits ({shape.quantization}) + {rest:,} others x {dtype} bytes")
 
 
-def activation_bytes_per_token_layer(model: Any, shape: TrainingShape) -> float:
-    """What one decoder layer saves for backward, per token, with frozen base weights and SDPA attention.
+def _adapter_bytes(shape: TrainingShape) -> int:
+    """peft keeps adapters in fp32 (autocast_adapter_dtype); TRL's SFTTrainer casts a quantized model's adapters to
+    bf16, following the QLoRA paper (sft_trainer.py: "the PEFT adapter weights are converted to bf16")."""
+    return 2 if shape.quantized and shape.precision == "bf16" else 4
 
-    Frozen linears need no saved input for their own weight gradient, but the LoRA branch does (it is the
-    same tensor as the layer input, saved once). Counted, in the compute dtype unless noted:
-      - two RMSNorms: the fp32 upcast input (4h bytes) and the normalised output (h);
-      - attention: q, k, v after RoPE and the SDPA output, which is also o_proj's input (flash/SDPA keep a
-        logsumexp per head, not the s x s score matrix; Dao 2022);
-      - SwiGLU MLP: gate and up outputs, SiLU(gate), and their product (down_proj's input): 4 x intermediate;
-      - LoRA dropout > 0: each wrapped module keeps its own dropped input and a 1-byte mask.
-    This follows the per-tensor accounting of Korthikanti et al. 2022 ("Reducing Activation Recomputation in
-    Large Transformer Models", section 4.1), adapted to Llama-style layers and frozen weights.
+
+def optimizer_bytes(shape: TrainingShape, trainable: int) -> tuple[float, str]:
+    if shape.optimizer in EIGHT_BIT_STATE_BYTES:
+        state = EIGHT_BIT_STATE_BYTES[shape.optimizer]
+        return trainable * state, f"{trainable:,} x {state:g} bytes ({shape.optimizer})"
+    if shape.optimizer == "adafactor":
+        return trainable * ADAFACTOR_STATE_BYTES, f"{trainable:,} x {ADAFACTOR_STATE_BYTES} bytes (adafactor)"
+    moments, size = MOMENTS.get(shape.optimizer, 2), _adapter_bytes(shape)
+    return trainable * moments * size, f"{trainable:,} x {moments} moments x {size} bytes ({shape.optimizer})"
+
+
+def layer_activation_bytes(model: Any, shape: TrainingShape) -> tuple[float, str]:
+    """What one decoder layer saves for backward, per token (measured term by term by bench/memory_truth.py).
+
+      - RMSNorms: the fp32 input and the fp32 reciprocal RMS (4h + 4 bytes each);
+      - attention: q, k, v after RoPE, the SDPA output (o_proj's input) and its fp32 logsumexp per head;
+      - SwiGLU MLP: the gate and up outputs and SiLU(gate) (3 x intermediate); a mixture of experts does this for
+        each of the k experts a token goes to, with the token's input and output per expert and the router logits;
+      - LoRA: with fp32 adapters each wrapped Linear keeps its own bf16 copy of its input (peft casts the input to
+        the adapter's dtype, autocast casts it back); with the bf16 adapters of the QLoRA path the inputs are kept
+        as they are (the two norms' outputs, down_proj's input); with dropout > 0 each wrapped Linear keeps its
+        dropped input and a 1-byte mask; and each keeps the r-wide output of A;
+    in the compute dtype.
+    This follows the per-tensor accounting of Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large
+    Transformer Models", section 4.1), adapted to Llama-style layers with frozen weights.
     """
     a = DTYPE_BYTES[shape.precision]
-    h, inter = model.hidden, model.intermediate
+    h = model.hidden
     q_width, kv_width = model.heads * model.head_dim, model.kv_heads * model.head_dim
-    norms = 2 * (4 * h + a * h)
-    attention = a * (2 * q_width + 2 * kv_width)
-    mlp = 4 * a * inter
-    dropout = 0.0
+    norms = model.norms_per_layer * (4 * h + 4)
+    attention = a * (2 * q_width + 2 * kv_width) + 4 * model.heads
+    if model.is_moe:
+        k, width = model.active_experts, model.expert_intermediate
+        mlp = k * (a * (2 * h + 3 * width) + 4) + 4 * model.experts
+        if model.shared_expert_intermediate:
+            mlp += 3 * a * model.shared_expert_intermediate
+    else:
+        mlp = 3 * a * model.intermediate
+    wrapped = targeted_linears(model, shape.target_modules)
+    lora = sum(a * shape.lora_r for _ in wrapped)
     if shape.lora_dropout > 0:
-        dropout = sum((a + 1) * fan_in for fan_in, _ in targeted_linears(model, shape.target_modules).values())
-    return norms + attention + mlp + dropout
+        lora += sum((a + 1) * fan_in for fan_in, _ in wrapped.values())
+    elif _adapter_bytes(shape) == 4:
+        lora += sum(a * fan_in for fan_in, _ in wrapped.values())
+    else:  # bf16 adapters take the Linears' own inputs: the norms' outputs and down_proj's (o_proj's is SDPA's)
+        sources = {"input_layernorm": h, "post_attention_layernorm": h, "down_proj": model.intermediate}
+        feeds = {"q_proj": "input_layernorm", "k_proj": "input_layernorm", "v_proj": "input_layernorm",
+                 "qkv_proj": "input_layernorm", "gate_proj": "post_attention_layernorm",
+                 "up_proj": "post_attention_layernorm", "gate_up_proj": "post_attention_layernorm",
+                 "down_proj": "down_proj"}
+        lora += a * sum(sources[source] for source in {feeds[name] for name in wrapped if name in feeds})
+    per_token = norms + attention + mlp + lora
+    return per_token, (f"norms {norms:,} + attention {attention:,} + MLP {mlp:,} + LoRA inputs {lora:,} "
+                       f"= {per_token:,} B a token")
+
+
+def backward_temporary_bytes(model: Any, shape: TrainingShape) -> tuple[float, str]:
+    """Per token, what the backward pass through the MLP makes on top of the layer's saved activations: two
+    intermediate-wide gradients (SiLU's and the product's), an fp32 one where peft's fp32 adapters upcast the
+    down projection's input, and the hidden-wide gradient with its fp32 twin (measured on Llama-3.2-1B at 4,096
+    tokens: 730.7 MiB for the layer being recomputed)."""
+    a = DTYPE_BYTES[shape.precision]
+    upcast = 4 if _adapter_bytes(shape) == 4 else 0
+    width = (model.active_experts * model.expert_intermediate + model.shared_expert_intermediate if model.is_moe
+             else model.intermediate)
+    per_token = (2 * a + upcast) * width + (a + upcast) * model.hidden
+    return per_token, f"({2 * a + upcast} B x {width:,} + {a + upcast} B x {model.hidden:,}) gradients in flight"
+
+
+def loss_bytes(model: Any, shape: TrainingShape) -> tuple[float, str]:
+    """The loss at its worst moment, over the final hidden states."""
+    tokens = shape.tokens
+    if shape.loss == "nll":
+        size = tokens * model.vocab * NLL_LOGIT_BYTES
+        return size, f"{tokens:,} tokens x {model.vocab:,} vocab x {NLL_LOGIT_BYTES} B (whole logits)"
+    chunk = min(LOSS_CHUNK_TOKENS, tokens)
+    size = LOSS_CHUNK_FP32_TENSORS * chunk * model.vocab * 4
+    formula = f"{LOSS_CHUNK_FP32_TENSORS} x {chunk} tokens x {model.vocab:,} vocab x 4 B (TRL's chunked loss)"
+    return size, formula
 
 
 def estimate_memory(model: Any, shape: TrainingShape) -> MemoryBreakdown:
@@ -161,35 +256,59 @@ def estimate_memory(model: Any, shape: TrainingShape) -> MemoryBreakdown:
     out = MemoryBreakdown()
     weights, formula = weight_bytes(model, shape)
     out.add("base weights", weights, formula)
-
     trainable = lora_parameters(model, shape.lora_r, shape.target_modules)
     out.trainable_parameters = trainable
-    out.add("LoRA weights", trainable * ADAPTER_BYTES, f"{trainable:,} adapter parameters x 4 bytes (fp32)")
-    out.add("LoRA gradients", trainable * ADAPTER_GRAD_BYTES, f"{trainable:,} x 4 bytes (fp32)")
-    state = OPTIMIZER_STATE_BYTES.get(shape.optimizer, 8.0)
-    out.add("optimizer states", trainable * state, f"{trainable:,} x {state:g} bytes ({shape.optimizer})")
+    size = _adapter_bytes(shape)
+    out.add("LoRA weights", trainable * size, f"{trainable:,} adapter parameters x {size} bytes")
+    out.add("optimizer states", *optimizer_bytes(shape, trainable))
 
-    a = DTYPE_BYTES[shape.precision]
-    per_layer = activation_bytes_per_token_layer(model, shape)
+    a = r = DTYPE_BYTES[shape.precision]
+    tokens, h, layers = shape.tokens, model.hidden, model.layers
+    per_token, per_token_formula = layer_activation_bytes(model, shape)
+    # Autocast caches the bf16 copy of each fp32 adapter weight for the whole forward pass.
+    copies = trainable * 2 if size == 4 and a == 2 else 0
+    loss, loss_formula = loss_bytes(model, shape)
+    grads = trainable * size
     if shape.gradient_checkpointing:
-        # Each layer keeps only its input; backward recomputes one layer at a time (transformers checkpoints
-        # every decoder layer), so one layer's full activations exist at once.
-        activations = shape.tokens * (model.layers * a * model.hidden + per_layer)
-        formula = (f"{shape.tokens:,} tokens x ({model.layers} layers x {a * model.hidden:,} B checkpoint + "
-                   f"{per_layer:,.0f} B for the layer being recomputed)")
+        kept = tokens * layers * r * h  # each layer's input
+        kept_formula = f"{tokens:,} tokens x {layers} layers x {r * h:,} B (each layer's input, checkpointed)"
     else:
-        activations = shape.tokens * model.layers * per_layer
-        formula = f"{shape.tokens:,} tokens x {model.layers} layers x {per_layer:,.0f} B"
-    out.add("activations", activations, formula)
-
-    # transformers' causal-LM loss upcasts the logits to fp32 (loss_utils.ForCausalLMLoss), and backward makes an
-    # fp32 gradient of the same size: logits in the compute dtype + fp32 copy + fp32 gradient.
-    logit_bytes = a + 4 + 4
-    out.add("logits and loss", shape.tokens * model.vocab * logit_bytes,
-            f"{shape.tokens:,} tokens x {model.vocab:,} vocab x {logit_bytes} B")
+        kept = tokens * layers * per_token
+        kept_formula = f"{tokens:,} tokens x {layers} layers x ({per_token_formula})"
+    # The loss moment: all that is kept, the final norm's output and the tokens regathered for the chunks.
+    moments = {"loss": [("activations", kept, kept_formula)], "backward": []}
+    if copies:
+        moments["loss"].append(("adapter bf16 copies", copies, f"{trainable:,} x 2 B (autocast's cache of the "
+                                                              "fp32 adapters)"))
+    moments["loss"].append(("logits and loss", loss + tokens * h * (4 + 2 * a),
+                            loss_formula + f" + {tokens:,} x {h:,} x {4 + 2 * a} B (final norm, regathered tokens)"))
+    if shape.gradient_accumulation > 1:
+        moments["loss"].append(("LoRA gradients", grads, f"{trainable:,} x {size} B (kept across micro-batches)"))
+    # The backward moment, through the first layer it reaches (all that is kept, that layer recomputed, its
+    # gradients in flight, its adapters' gradients) or the last (every adapter gradient made, one layer's input
+    # left), whichever holds more.
+    flowing, flowing_formula = backward_temporary_bytes(model, shape)
+    if shape.gradient_checkpointing:
+        layer = tokens * per_token + copies / layers
+        layer_formula = f"{tokens:,} tokens x {per_token:,} B + its adapter copies (the layer recomputed)"
+    else:
+        layer, layer_formula = copies, "the adapters' autocast copies, saved for backward"
+    early = grads if shape.gradient_accumulation > 1 else grads / layers  # one layer's, unless accumulating
+    late = tokens * h * a if shape.gradient_checkpointing else kept / layers  # what the first layer still holds
+    if kept + early >= late + grads:
+        held, grads_now, grads_formula = (kept, kept_formula), early, f"{trainable:,} x {size} B" + (
+            "" if shape.gradient_accumulation > 1 else f" / {layers} layers (the first layer's)")
+    else:
+        held, grads_now, grads_formula = (late, "the first layer's"), grads, f"{trainable:,} x {size} B (all)"
+    moments["backward"] = [("activations", *held),
+                           ("layer in backward", layer + tokens * flowing,
+                            f"{layer_formula} + {tokens:,} tokens x {flowing_formula}"),
+                           ("LoRA gradients", grads_now, grads_formula)]
+    out.moment = max(moments, key=lambda moment: sum(term[1] for term in moments[moment]))
+    for term in moments[out.moment]:
+        out.add(*term)
     if shape.on_gpu:
         tensors = sum(term.bytes for term in out.terms)
         out.add("allocator overhead", tensors * ALLOCATOR_OVERHEAD, f"{ALLOCATOR_OVERHEAD:.0%} of the tensors")
         out.add("cuda context", CUDA_CONTEXT_BYTES, "CUDA context and kernels (not in torch's counters)")
     return out
-

@@ -5,11 +5,21 @@ The impure edge of lorawiz.catalog (which stays pure): it reads files and, for a
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 from pathlib import Path
+from typing import Any
 
-from lorawiz.catalog import _HUB_ID, _LOCAL_HINT, ModelFacts, catalog_names, facts_from_config, find_model
+from lorawiz.catalog import (
+    _HUB_ID,
+    _LOCAL_HINT,
+    ModelFacts,
+    _text_config,
+    catalog_names,
+    facts_from_config,
+    find_model,
+)
 from lorawiz.errors import LorawizError
 
 
@@ -24,7 +34,44 @@ def _read_config(path: Path, name: str) -> ModelFacts:
         raise LorawizError(f"cannot read {path}: {exc.strerror}.", hint=_LOCAL_HINT) from exc
     if not isinstance(config, dict):
         raise LorawizError(f"{path} does not hold a JSON object.", hint="Restore the model's original config.json.")
-    return facts_from_config(config, name)
+    facts = facts_from_config(config, name)
+    counted = count_on_meta(config, facts)
+    return dataclasses.replace(facts, counted=counted) if counted else facts
+
+
+def count_on_meta(config: dict[str, Any], facts: ModelFacts) -> tuple[tuple[str, int], ...]:
+    """Exact parameter counts of a config, from building its model on the meta device (no memory, well under a
+    second for a 70B model) with accelerate's init_empty_weights: the catalog's formulas cannot know every
+    architecture. Empty when transformers cannot build it here (an unknown model_type, remote code)."""
+    try:
+        from accelerate import init_empty_weights
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        keys, model_type = _text_config(config)
+        values = {key: value for key, value in keys.items()
+                  if key not in ("model_type", "text_config", "vision_config", "quantization_config",
+                                 "architectures", "auto_map")}
+        built = AutoConfig.for_model(model_type, **values)
+        with init_empty_weights():
+            model = AutoModelForCausalLM.from_config(built)
+        model.tie_weights()  # init_empty_weights skips the tying from_config does on a real device
+    except Exception:  # anything transformers cannot build: the formula's count stands
+        return ()
+    counts = dict.fromkeys(("embeddings", "layers", "lm_head", "experts"), 0)
+    embedding = model.get_input_embeddings().weight
+    for name, parameter in model.named_parameters():  # a tied lm_head is the embedding, listed once
+        if parameter is embedding:
+            counts["embeddings"] += parameter.numel()
+        elif name.split(".")[0] == "lm_head":
+            counts["lm_head"] += parameter.numel()
+        else:
+            counts["layers"] += parameter.numel()
+            if ".experts." in name:
+                counts["experts"] += parameter.numel()
+    counts["total"] = counts["embeddings"] + counts["layers"] + counts["lm_head"]
+    idle = round(counts["experts"] * (1 - facts.active_experts / facts.experts)) if facts.is_moe else 0
+    counts["active"] = counts["total"] - idle
+    return tuple(counts.items())
 
 
 def _facts_from_hub(repo_id: str) -> ModelFacts:

@@ -90,7 +90,8 @@ def check_against_model(resolved: Any, model: Any) -> None:
                                  f"{known}; or use all-linear)."))
     rank = cfg.lora.lora_r
     if rank is not None and linears:
-        smallest = min(min(shape) for shape in linears.values())
+        smallest = min((min(shape) for shape in linears.values() if min(shape) > 1),  # not Qwen2-MoE's 1-wide gate
+                       default=rank)
         if rank > smallest:
             found.append(Problem(resolved.source("lora_r").where,
                                  f"lora_r {rank:,} is larger than the smallest targeted layer dimension of "
@@ -209,6 +210,8 @@ def plan_json(inputs: PlanInputs, plan: Plan, resolved: Any) -> dict[str, Any]:
         "train_rows": plan.train_rows or None,
         "memory": plan.memory.as_dict() if plan.memory else None,
         "budget_bytes": None if plan.budget_bytes == float("inf") else round(plan.budget_bytes),
+        "headroom_bytes": (None if plan.budget_bytes == float("inf") or not plan.memory
+                           else round(plan.budget_bytes - plan.memory.total)),
         "fits": plan.fits,
         "notes": plan.notes,
         "warnings": plan.warnings,

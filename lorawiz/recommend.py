@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lorawiz.fitting import MEMORY_BUDGET, cheapest_fix
 from lorawiz.memory import GIB, MemoryBreakdown, TrainingShape, estimate_memory
 from lorawiz.throughput import TimeEstimate, estimate_time
 
-MEMORY_BUDGET = 0.9  # plan to use at most 90% of the smallest GPU's free memory
 SIXTEEN_BIT_MARGIN = 0.75  # 16-bit LoRA only when its leanest setting needs at most 75% of the budget
 DEFAULT_SEQ_LEN = 2048
 MAX_MICRO_BATCH = 16
@@ -236,7 +236,7 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
     if not plan.fits:
         plan.warnings.append(f"predicted peak {plan.memory.total / GIB:.1f} GiB is over the budget of "
                              f"{budget / GIB:.1f} GiB (90% of free memory)")
-        plan.alternative = _cheapest_fix(model, shape, budget, quant, hardware)
+        plan.alternative = cheapest_fix(model, final, budget)
     plan.time = estimate_time(model, hardware, data, final, steps, effective)
     return plan
 
@@ -339,31 +339,3 @@ def _choose_micro_batch(model, shape, quant, budget, per_device_batch, fixed) ->
             if estimate_memory(model, shape(quant, micro, ckpt)).total <= budget:
                 return micro, ckpt
     return micros[-1], modes[-1]
-
-
-def _cheapest_fix(model, shape, budget, quant, hardware) -> str:
-    """The smallest change that would fit: shorter sequences, then 4-bit, then a bigger GPU."""
-    base = shape(quant, 1, True)
-    if quant == "none" and estimate_memory(model, shape("nf4-dq", 1, True)).total <= budget:
-        return "load the model in 4 bits (--set load_in_4bit=true)"
-    seq = base.seq_len
-    while seq > 256:
-        seq //= 2
-        trial = TrainingShape(**{**base.__dict__, "seq_len": seq, "quantization": "nf4-dq"})
-        if estimate_memory(model, trial).total <= budget:
-            return f"shorter sequences: --set max_seq_length={seq} fits in 4 bits"
-    need = estimate_memory(model, TrainingShape(**{**base.__dict__, "quantization": "nf4-dq"})).total
-    smaller = _largest_fitting_sibling(model, base, budget)
-    return (f"a GPU with at least {need / MEMORY_BUDGET / GIB:.0f} GiB free (one GPU must hold the whole model; "
-            "more GPUs of this size do not help), or a smaller model" + (f" such as {smaller}" if smaller else ""))
-
-
-def _largest_fitting_sibling(model: Any, base: TrainingShape, budget: float) -> str | None:
-    """The largest catalog model of the same architecture that fits in 4 bits at micro-batch 1."""
-    from lorawiz.catalog import CATALOG  # plain data; imported here to keep the recommender's inputs explicit
-
-    trial = TrainingShape(**{**base.__dict__, "quantization": "nf4-dq"})
-    fitting = [m for m in CATALOG if m.architecture == model.architecture
-               and m.parameters()["total"] < model.parameters()["total"]
-               and estimate_memory(m, trial).total <= budget]
-    return max(fitting, key=lambda m: m.parameters()["total"]).name if fitting else None

@@ -99,9 +99,12 @@ def render_plan(inputs: Any, plan: Any, resolved: Any, plain: bool, notes: list[
     memory, budget = plan.memory, plan.budget_bytes
     known = budget != float("inf")
     free = "free memory" if not inputs.hardware.is_cpu_only else "RAM"
+    spare = budget - memory.total
     head = Text(f"\npredicted peak memory per {'GPU' if not inputs.hardware.is_cpu_only else 'process'}: "
-                f"{memory.total / GIB:.1f} GiB" + (f" of {budget / GIB:.1f} GiB usable (90% of {free}) " if known
-                                                   else " "))
+                f"{memory.total / GIB:.1f} GiB" + (
+                    f" of {budget / GIB:.1f} GiB usable (90% of {free}), "
+                    + (f"{spare / GIB:.1f} GiB to spare " if spare >= 0 else f"{-spare / GIB:.1f} GiB over ")
+                    if known else " "))
     if known:
         used = min(BAR_WIDTH, round(BAR_WIDTH * memory.total / budget))
         head.append(("#" if plain else "█") * used, style="green" if plan.fits else "red")

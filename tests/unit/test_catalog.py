@@ -55,6 +55,19 @@ PUBLISHED_SIZES = [
     ("HuggingFaceTB/SmolLM2-135M-Instruct", 134_515_008, EXACT),
     ("HuggingFaceTB/SmolLM2-360M-Instruct", 361_821_120, EXACT),
     ("HuggingFaceTB/SmolLM2-1.7B-Instruct", 1_711_376_384, EXACT),
+    ("mistralai/Mixtral-8x7B-v0.1", 46_702_792_704, EXACT),
+    ("Qwen/Qwen3-30B-A3B", 30_532_122_624, EXACT),
+    # The Hub's count since huggingface.js stopped counting MXFP4's scale tensors as parameters (it read
+    # 21,511,953,984 before); the card says "21B".
+    ("openai/gpt-oss-20b", 20_914_757_184, EXACT),
+]
+
+# What one token uses, as the model cards give it: Mixtral "12.9B active", Qwen3-30B-A3B "3.3B activated",
+# gpt-oss-20b "3.6B active" (which leaves out the input embedding; lorawiz's "active" counts it).
+PUBLISHED_ACTIVE = [
+    ("mistralai/Mixtral-8x7B-v0.1", 12.9e9, 0),
+    ("Qwen/Qwen3-30B-A3B", 3.3e9, 0),
+    ("openai/gpt-oss-20b", 3.6e9, 579_133_440),
 ]
 
 # Every model the catalog promises to know, by a hub id a user would type.
@@ -69,6 +82,7 @@ REQUIRED_HUB_IDS = [
     "google/gemma-3-1b-pt", "google/gemma-3-4b-pt", "google/gemma-3-12b-pt", "google/gemma-3-27b-pt",
     "microsoft/Phi-3-mini-4k-instruct", "microsoft/Phi-3-mini-128k-instruct", "microsoft/Phi-4-mini-instruct",
     "HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-360M", "HuggingFaceTB/SmolLM2-1.7B",
+    "mistralai/Mixtral-8x7B-v0.1", "Qwen/Qwen3-30B-A3B", "openai/gpt-oss-20b",
 ]  # fmt: skip
 
 # Architecture keys of real config.json files, copied from the hub repos named in each key.
@@ -105,6 +119,33 @@ REAL_CONFIGS = {
         "num_hidden_layers": 32, "num_key_value_heads": 32, "original_max_position_embeddings": 4096,
         "tie_word_embeddings": False, "vocab_size": 32064,
     },
+    # Mixtures of experts. Mixtral has no head_dim key (4096 / 32 = 128) and sizes its experts by
+    # intermediate_size; Qwen3-30B-A3B by moe_intermediate_size.
+    "mistralai/Mixtral-8x7B-v0.1": {
+        "architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "hidden_size": 4096,
+        "intermediate_size": 14336, "max_position_embeddings": 32768, "num_attention_heads": 32,
+        "num_experts_per_tok": 2, "num_hidden_layers": 32, "num_key_value_heads": 8, "num_local_experts": 8,
+        "rms_norm_eps": 1e-05, "rope_theta": 1000000.0, "router_aux_loss_coef": 0.02, "sliding_window": None,
+        "tie_word_embeddings": False, "vocab_size": 32000,
+    },
+    "Qwen/Qwen3-30B-A3B": {
+        "architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "attention_bias": False,
+        "decoder_sparse_step": 1, "head_dim": 128, "hidden_size": 2048, "intermediate_size": 6144,
+        "max_position_embeddings": 40960, "mlp_only_layers": [], "moe_intermediate_size": 768,
+        "norm_topk_prob": True, "num_attention_heads": 32, "num_experts": 128, "num_experts_per_tok": 8,
+        "num_hidden_layers": 48, "num_key_value_heads": 4, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0,
+        "router_aux_loss_coef": 0.001, "tie_word_embeddings": False, "vocab_size": 151936,
+    },
+    "openai/gpt-oss-20b": {
+        "architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss", "attention_bias": True, "head_dim": 64,
+        "hidden_size": 2880, "intermediate_size": 2880, "layer_types": ["sliding_attention", "full_attention"] * 12,
+        "max_position_embeddings": 131072, "num_attention_heads": 64, "num_experts_per_tok": 4,
+        "num_hidden_layers": 24, "num_key_value_heads": 8, "num_local_experts": 32, "rms_norm_eps": 1e-05,
+        "rope_theta": 150000, "sliding_window": 128, "swiglu_limit": 7.0, "tie_word_embeddings": False,
+        "vocab_size": 201088,
+        "quantization_config": {"quant_method": "mxfp4", "modules_to_not_convert": [
+            "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]},
+    },
 }  # fmt: skip
 
 # google/gemma-3-27b-it config.json: its text_config leaves vocab_size, max_position_embeddings and
@@ -127,7 +168,7 @@ GEMMA3_27B_CONFIG = {
 def architecture_of(facts: ModelFacts) -> dict:
     """Every field but the names, so facts read from a file compare equal to the catalog's."""
     fields = dataclasses.asdict(facts)
-    for naming in ("name", "aliases", "hub_ids"):
+    for naming in ("name", "aliases", "hub_ids", "counted"):
         fields.pop(naming)
     return fields
 
@@ -147,7 +188,24 @@ def config_json_of(facts: ModelFacts) -> dict:
         "max_position_embeddings": facts.context_length,
         "attention_bias": facts.output_bias,
         "mlp_bias": facts.mlp_bias,
+        **moe_keys_of(facts),
     }
+
+
+def moe_keys_of(facts: ModelFacts) -> dict:
+    """The mixture-of-experts keys of a config.json, named as each architecture's config class names them."""
+    if not facts.is_moe:
+        return {}
+    keys = {"num_experts_per_tok": facts.active_experts}
+    if facts.architecture in ("mixtral", "gpt_oss"):
+        keys["num_local_experts"] = facts.experts  # experts as wide as intermediate_size
+    else:
+        keys.update(num_experts=facts.experts, moe_intermediate_size=facts.expert_intermediate)
+    if facts.shared_expert_intermediate:
+        keys["shared_expert_intermediate_size"] = facts.shared_expert_intermediate
+    if facts.shipped_quantization:
+        keys["quantization_config"] = {"quant_method": facts.shipped_quantization}
+    return keys
 
 
 @pytest.fixture
@@ -159,9 +217,9 @@ def offline_hub(monkeypatch):
         calls.append((repo_id, filename))
         raise OSError("Network is unreachable")
 
-    module = types.ModuleType("huggingface_hub")
-    module.hf_hub_download = hf_hub_download
-    monkeypatch.setitem(sys.modules, "huggingface_hub", module)
+    import huggingface_hub  # the real package (transformers needs it), with its download replaced
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
     return calls
 
 
@@ -183,6 +241,60 @@ def test_breakdown_adds_up_and_a_tied_head_counts_zero():
     tied = find_model("llama3.2-1b").parameters()
     assert tied["lm_head"] == 0
     assert tied["total"] == tied["embeddings"] + tied["layers"]
+
+
+@pytest.mark.parametrize(("hub_id", "published", "left_out"), PUBLISHED_ACTIVE)
+def test_active_parameters_of_a_mixture_of_experts_match_the_card(hub_id, published, left_out):
+    counts = find_model(hub_id).parameters()
+    assert counts["active"] - left_out == pytest.approx(published, rel=CARD_ROUNDING)
+    assert counts["experts"] > 0.9 * counts["layers"]  # nearly all of a sparse model is experts
+
+
+def test_experts_and_router_are_not_lora_targets_but_a_shared_expert_is():
+    mixtral = find_model("mixtral-8x7b")
+    assert list(mixtral.linear_shapes()) == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert mixtral.expert_parameters() == 8 * 3 * 4096 * 14336
+    assert mixtral.router_parameters() == 8 * 4096
+    shared = dataclasses.replace(mixtral, name="shared", shared_expert_intermediate=1024)
+    assert shared.linear_shapes()["gate_proj"] == (4096, 1024)
+    assert shared.linear_shapes()["shared_expert_gate"] == (4096, 1)
+    dense = find_model("llama3.1-8b")
+    assert (dense.parameters()["experts"], dense.parameters()["active"]) == (0, dense.parameters()["total"])
+
+
+def test_gpt_oss_reports_its_shipped_mxfp4_weights():
+    facts = facts_from_config(REAL_CONFIGS["openai/gpt-oss-20b"], "openai/gpt-oss-20b")
+    assert facts.shipped_quantization == "mxfp4"
+    assert (facts.experts, facts.active_experts, facts.expert_intermediate) == (32, 4, 2880)
+
+
+def test_an_unknown_config_is_counted_on_the_meta_device(tmp_path, offline_hub):
+    # Qwen2-MoE's layout (a shared expert with its gate, biased q/k/v) is in no catalog entry; the meta-device
+    # count is exact, and the formula agrees with it.
+    config = {"model_type": "qwen2_moe", "hidden_size": 256, "intermediate_size": 512, "moe_intermediate_size": 64,
+              "shared_expert_intermediate_size": 128, "num_experts": 6, "num_experts_per_tok": 2,
+              "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000,
+              "max_position_embeddings": 2048, "tie_word_embeddings": False}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = load_model_facts(str(tmp_path))
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    values = dict(config)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(values.pop("model_type"), **values))
+    assert loaded.parameters()["total"] == sum(p.numel() for p in model.parameters())
+    assert loaded.parameters() == dataclasses.replace(loaded, counted=()).parameters()
+    experts = sum(p.numel() for name, p in model.named_parameters() if ".experts." in name)
+    assert loaded.parameters()["experts"] == experts
+    del torch
+
+
+def test_a_config_transformers_cannot_build_keeps_the_formula(tmp_path, offline_hub):
+    config = config_json_of(find_model("llama3.2-1b")) | {"model_type": "not-a-transformers-model"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = load_model_facts(str(tmp_path))
+    assert loaded.counted == ()
+    assert loaded.parameters() == find_model("llama3.2-1b").parameters()
 
 
 def test_qwen3_small_checkpoints_store_their_tied_head():
@@ -283,7 +395,8 @@ def test_config_json_in_a_folder_round_trips_the_catalog_entry(tmp_path, facts, 
     (tmp_path / "config.json").write_text(json.dumps(config_json_of(facts)))
     loaded = load_model_facts(str(tmp_path))
     assert architecture_of(loaded) == architecture_of(facts)
-    assert loaded.parameters() == facts.parameters()
+    assert loaded.counted, "transformers could not build the config on the meta device"
+    assert loaded.parameters() == facts.parameters()  # the meta-device count against the catalog's formula
     assert loaded.name == str(tmp_path)
     assert offline_hub == []
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "lorawiz"
-PURE = ("lorawiz.config", "lorawiz.recommend", "lorawiz.memory", "lorawiz.throughput", "lorawiz.catalog",
-        "lorawiz.presets", "lorawiz.errors", "lorawiz.data.formats")
+PURE = ("lorawiz.config", "lorawiz.recommend", "lorawiz.fitting", "lorawiz.memory", "lorawiz.throughput",
+        "lorawiz.catalog", "lorawiz.presets", "lorawiz.errors", "lorawiz.data.formats")
 PURE_THIRD_PARTY = {"yaml", "pydantic"}
 
 

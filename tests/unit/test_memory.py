@@ -50,3 +50,22 @@ def test_terms_move_the_right_way():
 def test_every_term_says_how_it_was_computed():
     for term in estimate_memory(LLAMA_8B, TrainingShape(quantization="nf4-dq")).terms:
         assert term.bytes > 0 and term.formula
+
+
+@pytest.mark.parametrize("name", ["mixtral-8x7b", "qwen3-30b-a3b", "gpt-oss-20b", "llama3.2-1b", "phi3-mini"])
+def test_lora_parameter_count_matches_peft_on_the_meta_device(name):
+    """peft itself, on the model built on the meta device: for a mixture of experts "all-linear" also wraps the
+    fused experts and the router in Mixtral and Qwen3-MoE (peft maps their transformers 4 Linears), not in gpt-oss."""
+    from accelerate import init_empty_weights
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from tests.unit.test_catalog import config_json_of
+
+    facts = find_model(name)
+    values = config_json_of(facts)
+    values.pop("quantization_config", None)
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(AutoConfig.for_model(values.pop("model_type"), **values))
+    wrapped = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"))
+    assert sum(p.numel() for p in wrapped.parameters() if p.requires_grad) == lora_parameters(facts, 16)

@@ -40,9 +40,11 @@ class HFBackend:
             notes.append("tokenizer has no chat template: using ChatML")
         model.config.use_cache = False  # the KV cache is for generation; training with it only costs memory
         if kwargs["quantization_config"] is not None:
+            loaded_dtypes = {name: param.dtype for name, param in model.named_parameters()}
             model = prepare_model_for_kbit_training(
                 model, use_gradient_checkpointing=cfg.optimization.gradient_checkpointing,
                 gradient_checkpointing_kwargs={"use_reentrant": False})
+            restore_loaded_dtypes(model, loaded_dtypes)
         model = get_peft_model(model, lora_config(cfg))
         return LoadedModel(model, tokenizer, notes)
 
@@ -53,6 +55,27 @@ class HFBackend:
         trainer_class = sft_trainer_class(lengths)
         return trainer_class(model=loaded.model, args=args, train_dataset=train_data, eval_dataset=eval_data,
                              processing_class=loaded.tokenizer, callbacks=callbacks)
+
+
+def restore_loaded_dtypes(model: Any, loaded_dtypes: dict[str, Any]) -> int:
+    """Put the frozen parameters prepare_model_for_kbit_training cast to fp32 (embeddings, lm_head, norms, and a
+    mixture of experts' experts and router: all that bitsandbytes left unquantized) back in the 16-bit dtype they
+    were loaded in; its other work (gradient checkpointing, input gradients) stays. Their values are the
+    checkpoint's either way, autocast computes with a 16-bit copy of each matrix, and the RMSNorms of these models
+    compute in fp32 inside, so fp32 only costs memory: 2 bytes a parameter, and worse, fp32 final hidden states make
+    TRL's chunked loss copy lm_head to fp32 and then to bf16 for every chunk, and an fp32 residual stream doubles
+    every checkpoint (bench/memory_truth.py: 1.0 GiB of Llama-3.2-1B's 2.6 GiB QLoRA peak). The QLoRA reference
+    code puts embed_tokens and lm_head back the same way (artidoro/qlora, qlora.py). Returns how many parameters
+    were put back."""
+    import torch
+
+    restored = 0
+    for name, param in model.named_parameters():
+        loaded = loaded_dtypes.get(name)
+        if not param.requires_grad and param.dtype == torch.float32 and loaded in (torch.bfloat16, torch.float16):
+            param.data = param.data.to(loaded)
+            restored += param.numel()
+    return restored
 
 
 def _device_map(quantized: bool) -> Any:
