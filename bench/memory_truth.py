@@ -159,6 +159,7 @@ def measure(cell: Cell, root: Path) -> dict[str, Any]:
         tracker.phase = "load"
         loaded = HFBackend().load(cfg)
         model = loaded.model
+        unseen = sum(tracker.adopt(param, "base weights") for param in model.parameters())
         args = sft_config(cfg, output_dir=str(root / "run"), on_gpu=False, train_rows=rows)
         if cell.loss != "default":
             args.loss_type = cell.loss
@@ -214,6 +215,7 @@ def measure(cell: Cell, root: Path) -> dict[str, Any]:
     terms = tracker.peak_terms()
     return {"cell": dataclasses.asdict(cell), "name": cell.name, "peak_bytes": tracker.peak,
             "terms": dict(sorted(terms.items(), key=lambda item: -item[1])), "largest": tracker.largest_at_peak(),
+            "weights_loaded_unseen_bytes": unseen,
             "seconds": round(seconds, 1)}
 
 
@@ -228,18 +230,23 @@ def _quant_tensors(quant: Any) -> list[Any]:
     return found + (_quant_tensors(nested) if nested is not None else [])
 
 
-def estimate(cell: Cell) -> Any:
-    """lorawiz.memory's estimate of the cell at the model's full depth, on CPU terms (no CUDA context or
-    allocator slack: what the tensors alone hold)."""
-    from lorawiz.catalog import find_model
-    from lorawiz.memory import TrainingShape, estimate_memory
+def estimate_shape(cell: Cell) -> Any:
+    """The cell as lorawiz.memory sees it, on CPU terms (no CUDA context or allocator slack: what the tensors alone
+    hold)."""
+    from lorawiz.memory import TrainingShape
 
     targets = cell.targets if cell.targets == "all-linear" else tuple(cell.targets.split(","))
-    shape = TrainingShape(precision="bf16", quantization=cell.quantization, lora_r=cell.rank, target_modules=targets,
-                          optimizer="adamw_torch", micro_batch=cell.micro_batch, seq_len=cell.seq,
-                          gradient_checkpointing=cell.checkpointing, lora_dropout=cell.dropout,
-                          loss="nll" if cell.loss == "nll" else "chunked_nll", on_gpu=False)
-    return estimate_memory(find_model(cell.model), shape)
+    return TrainingShape(precision="bf16", quantization=cell.quantization, lora_r=cell.rank, target_modules=targets,
+                         optimizer="adamw_torch", micro_batch=cell.micro_batch, seq_len=cell.seq,
+                         gradient_checkpointing=cell.checkpointing, lora_dropout=cell.dropout,
+                         loss="nll" if cell.loss == "nll" else "chunked_nll", on_gpu=False)
+
+
+def estimate(cell: Cell) -> Any:
+    """lorawiz.memory's estimate of the cell at the model's full depth."""
+    from lorawiz.memory import estimate_memory
+
+    return estimate_memory(find(cell.model), estimate_shape(cell))
 
 
 def measure_full_depth(cell: Cell, root: Path) -> dict[str, Any]:
@@ -275,18 +282,20 @@ CELLS = {
         dataclasses.replace(BASE, micro_batch=2), dataclasses.replace(BASE, dropout=0.05),
         dataclasses.replace(BASE, targets="q_proj,v_proj"), dataclasses.replace(BASE, loss="nll"),
         dataclasses.replace(BASE, quantization="nf4", checkpointing=False),
-        dataclasses.replace(BASE, quantization="nf4", seq=4096),
         *(dataclasses.replace(BASE, model=name, quantization=q)
           for name in ("llama3.1-8b", "qwen2.5-7b", "gemma2-2b") for q in ("none", "nf4")),
         # Combinations no single-factor cell shows, held out from every constant of lorawiz.memory.
         Cell("qwen2.5-7b", quantization="nf4-dq", seq=1024, micro_batch=2, dropout=0.05, held_out=True),
         Cell("llama3.1-8b", checkpointing=False, seq=1024, targets="q_proj,v_proj", held_out=True),
         Cell("gemma2-2b", quantization="nf4", checkpointing=False, seq=1024, loss="nll", held_out=True),
-        Cell("llama3.2-1b", seq=2048, micro_batch=2, dropout=0.05, rank=64, held_out=True),
+        Cell("llama3.2-1b", seq=1024, micro_batch=2, dropout=0.05, rank=64, held_out=True),
+        dataclasses.replace(BASE, quantization="nf4", seq=4096),  # last: the slowest cell (half an hour)
     ],
     # A mixture of experts at full width (Qwen3-30B-A3B: 128 experts of width 768, 8 a token) in 16 and 4 bits.
     "moe": [Cell("qwen3-30b-a3b"), Cell("qwen3-30b-a3b", quantization="nf4"),
-            Cell("qwen3-30b-a3b", seq=1024, checkpointing=False, held_out=True)],
+            Cell("qwen3-30b-a3b", seq=1024, checkpointing=False, held_out=True),
+            # gpt-oss: eager attention (its sinks have no SDPA path), experts and router without adapters.
+            Cell("gpt-oss-20b"), Cell("gpt-oss-20b", checkpointing=False)],
 }
 
 
@@ -310,22 +319,60 @@ def save_results(results: dict[str, dict[str, Any]]) -> None:
     temporary.replace(RESULTS)
 
 
-def report(results: dict[str, dict[str, Any]]) -> list[float]:
-    """Each measured cell against lorawiz.memory's estimate now (and the estimate when it was measured)."""
-    errors = []
+def estimator_at(revision: str) -> Any:
+    """lorawiz/memory.py as it was at a git revision (a pure module: it imports nothing of lorawiz)."""
+    import importlib.util
+    import subprocess
+
+    source = subprocess.run(["git", "show", f"{revision}:lorawiz/memory.py"], cwd=HERE.parent, check=True,
+                            capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp(prefix="lorawiz-memory-")) / "memory_before.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("memory_before", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["memory_before"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def report(results: dict[str, dict[str, Any]], before: str = "", table: bool = False) -> list[float]:
+    """Each measured cell against lorawiz.memory's estimate now, and against the estimator of revision `before`;
+    as text, or as bench/README.md's Markdown table."""
+    old = estimator_at(before) if before else None
+    errors, errors_before = [], []
+    if table:
+        print("| cell | measured | estimate | error |" + (f" error at {before} |" if old else "")
+              + "\n|---|---:|---:|---:|" + ("---:|" if old else ""))
     for result in results.values():
         cell = Cell(**result["cell"])
+        measured = result["measured_bytes"]
         now = estimate(cell).total
-        error = now / result["measured_bytes"] - 1
-        errors.append(error)
-        then = result.get("estimated_at_measurement", result["estimated_bytes"])
-        print(f"{'held out ' if cell.held_out else '         '}{result['measured_bytes'] / 2**30:7.2f} GiB measured, "
-              f"{now / 2**30:7.2f} estimated ({error:+6.1%}; was {then / result['measured_bytes'] - 1:+6.1%})  "
-              f"{cell.name}")
-    absolute = sorted(abs(e) for e in errors)
-    if absolute:
-        print(f"{len(absolute)} cells: median |error| {absolute[len(absolute) // 2]:.1%}, worst {absolute[-1]:.1%}")
+        errors.append(now / measured - 1)
+        was = ""
+        if old is not None:
+            fields = {f.name for f in dataclasses.fields(old.TrainingShape)}
+            shape = {key: value for key, value in dataclasses.asdict(estimate_shape(cell)).items() if key in fields}
+            errors_before.append(old.estimate_memory(find(cell.model), old.TrainingShape(**shape)).total / measured - 1)
+            was = f"{errors_before[-1]:+.1%}"
+        name = cell.name.replace(" L1 ", " ") + (" (held out)" if cell.held_out else "")
+        if table:
+            print(f"| {name} | {measured / 2**30:.2f} GiB | {now / 2**30:.2f} GiB | {errors[-1]:+.1%} |"
+                  + (f" {was} |" if old else ""))
+        else:
+            print(f"{measured / 2**30:7.2f} GiB measured, {now / 2**30:7.2f} estimated ({errors[-1]:+6.1%}"
+                  + (f"; {was} at {before}" if old else "") + f")  {name}")
+    for label, values in (("now", errors), (f"at {before}", errors_before)):
+        absolute = sorted(abs(e) for e in values)
+        if absolute:
+            print(f"{'' if not table else chr(10)}{len(absolute)} cells, {label}: median |error| "
+                  f"{absolute[len(absolute) // 2]:.1%}, worst {absolute[-1]:.1%}")
     return errors
+
+
+def find(name: str) -> Any:
+    from lorawiz.catalog import find_model
+
+    return find_model(name)
 
 
 def main() -> None:
@@ -334,11 +381,13 @@ def main() -> None:
     parser.add_argument("--match", default="", help="only the cells whose name contains this")
     parser.add_argument("--report", action="store_true", help="measure nothing: compare the saved cells with "
                         "lorawiz.memory's estimate now")
+    parser.add_argument("--before", default="", help="with --report: also the estimator of this git revision")
+    parser.add_argument("--table", action="store_true", help="with --report: as a Markdown table")
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--skip-done", action="store_true", help="leave out the cells already in the results")
     args = parser.parse_args()
     if args.report:
-        report(load_results())
+        report(load_results(), args.before, args.table)
         return
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from lorawiz.libraries import quiet_libraries

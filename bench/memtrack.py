@@ -46,6 +46,18 @@ class LiveTensors(TorchDispatchMode):
         self.peak = self.bytes
         self._snapshot()
 
+    def adopt(self, tensor: torch.Tensor, what: str) -> int:
+        """Count a storage made where no aten op ran (safetensors can hand a loaded tensor over as it is), so that
+        the tracker never saw it; returns its bytes (0 if it was seen)."""
+        storage = tensor.untyped_storage()
+        if tensor.device.type == "meta" or storage._cdata in self.live:
+            return 0
+        self.live[storage._cdata] = (storage.nbytes(), what)
+        weakref.finalize(storage, self._free, storage._cdata)
+        self.bytes += storage.nbytes()
+        self.peak = max(self.peak, self.bytes)
+        return storage.nbytes()
+
     def _add(self, tensor: torch.Tensor) -> None:
         if tensor.device.type == "meta":
             return

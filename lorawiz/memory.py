@@ -57,6 +57,10 @@ LOSS_CHUNK_FP32_TENSORS = 4
 # log-softmax, and backward makes their gradients (fp32, then bf16).
 NLL_LOGIT_BYTES = 2 + 4 + 4 + 4
 
+# Architectures transformers runs with eager attention (no SDPA path: gpt-oss's attention sinks), which keeps each
+# head's [seq, seq + 1] softmax for backward (modeling_gpt_oss.eager_attention_forward).
+EAGER_ATTENTION = frozenset({"gpt_oss"})
+
 # CUDA context and kernels: about 300-500 MiB with lazy module loading (CUDA >= 11.7); torch does not count it
 # in max_memory_reserved. The caching allocator's reserved memory runs above what tensors occupy; 8% is our
 # starting allowance, to be calibrated against measured peaks on a GPU (not yet done: no GPU run has measured it).
@@ -154,13 +158,17 @@ def weight_bytes(model: Any, shape: TrainingShape) -> tuple[float, str]:
     lorawiz.train.backends.hf.restore_loaded_dtypes)."""
     counts = model.parameters()
     dtype = DTYPE_BYTES[shape.precision]
+    shipped = ""
+    if model.shipped_quantization == "mxfp4":  # transformers trains MXFP4 only dequantized (Mxfp4Config)
+        shipped = "; its MXFP4 experts dequantized, as transformers trains them"
     if not shape.quantized:
-        return counts["total"] * dtype, f"{counts['total']:,} parameters x {dtype} bytes ({shape.precision})"
+        return counts["total"] * dtype, f"{counts['total']:,} parameters x {dtype} bytes ({shape.precision}){shipped}"
     linear = model.layers * sum(fan_in * fan_out for fan_in, fan_out in model.linear_shapes().values())
     rest = counts["total"] - linear
     bits = NF4_BITS.get(shape.quantization, INT8_BITS)
     return (linear * bits / 8 + rest * dtype,
-            f"{linear:,} Linear weights x {bits:.3f} bits ({shape.quantization}) + {rest:,} others x {dtype} bytes")
+            f"{linear:,} Linear weights x {bits:.3f} bits ({shape.quantization}) + {rest:,} others x {dtype} bytes"
+            + shipped)
 
 
 def _adapter_bytes(shape: TrainingShape) -> int:
@@ -183,7 +191,8 @@ def layer_activation_bytes(model: Any, shape: TrainingShape) -> tuple[float, str
     """What one decoder layer saves for backward, per token (measured term by term by bench/memory_truth.py).
 
       - RMSNorms: the fp32 input and the fp32 reciprocal RMS (4h + 4 bytes each);
-      - attention: q, k, v after RoPE, the SDPA output (o_proj's input) and its fp32 logsumexp per head;
+      - attention: q, k, v after RoPE, the SDPA output (o_proj's input) and its fp32 logsumexp per head (eager
+        attention: k and v repeated to every head and the softmax over the sequence);
       - SwiGLU MLP: the gate and up outputs and SiLU(gate) (3 x intermediate); a mixture of experts does this for
         each of the k experts a token goes to, with the token's input and output per expert and the router logits;
       - LoRA: with fp32 adapters each wrapped Linear keeps its own bf16 copy of its input (peft casts the input to
@@ -198,7 +207,10 @@ def layer_activation_bytes(model: Any, shape: TrainingShape) -> tuple[float, str
     h = model.hidden
     q_width, kv_width = model.heads * model.head_dim, model.kv_heads * model.head_dim
     norms = model.norms_per_layer * (4 * h + 4)
-    attention = a * (2 * q_width + 2 * kv_width) + 4 * model.heads
+    if model.architecture in EAGER_ATTENTION:  # k and v repeated to every head, and the [heads, seq+1] softmax
+        attention = a * (4 * q_width + model.heads * (shape.seq_len + 1))
+    else:
+        attention = a * (2 * q_width + 2 * kv_width) + 4 * model.heads
     if model.is_moe:
         k, width = model.active_experts, model.expert_intermediate
         mlp = k * (a * (2 * h + 3 * width) + 4) + 4 * model.experts
@@ -269,12 +281,17 @@ def estimate_memory(model: Any, shape: TrainingShape) -> MemoryBreakdown:
     copies = trainable * 2 if size == 4 and a == 2 else 0
     loss, loss_formula = loss_bytes(model, shape)
     grads = trainable * size
+    # Adapters on a mixture of experts' fused experts (peft's ParamWrapper) merge W + BA for a layer's forward: a
+    # full copy of its experts, which backward keeps, with a weight-shaped gradient of the down experts.
+    merged = (model.expert_parameters() * a
+              if shape.target_modules == "all-linear" and model.is_moe and model.lora_wraps_experts else 0)
     if shape.gradient_checkpointing:
         kept = tokens * layers * r * h  # each layer's input
         kept_formula = f"{tokens:,} tokens x {layers} layers x {r * h:,} B (each layer's input, checkpointed)"
     else:
-        kept = tokens * layers * per_token
-        kept_formula = f"{tokens:,} tokens x {layers} layers x ({per_token_formula})"
+        kept = tokens * layers * per_token + layers * merged
+        kept_formula = f"{tokens:,} tokens x {layers} layers x ({per_token_formula})" + (
+            f" + {layers} layers x {merged:,} B (experts merged with their adapters)" if merged else "")
     # The loss moment: all that is kept, the final norm's output and the tokens regathered for the chunks.
     moments = {"loss": [("activations", kept, kept_formula)], "backward": []}
     if copies:
@@ -289,10 +306,13 @@ def estimate_memory(model: Any, shape: TrainingShape) -> MemoryBreakdown:
     # left), whichever holds more.
     flowing, flowing_formula = backward_temporary_bytes(model, shape)
     if shape.gradient_checkpointing:
-        layer = tokens * per_token + copies / layers
-        layer_formula = f"{tokens:,} tokens x {per_token:,} B + its adapter copies (the layer recomputed)"
+        layer = tokens * per_token + copies / layers + merged * 4 / 3
+        layer_formula = f"{tokens:,} tokens x {per_token:,} B + its adapter copies (the layer recomputed)" + (
+            f" + 4/3 x {merged:,} B (its experts merged with their adapters, and a gradient)" if merged else "")
     else:
-        layer, layer_formula = copies, "the adapters' autocast copies, saved for backward"
+        layer = copies + merged / 3
+        layer_formula = "the adapters' autocast copies, saved for backward" + (
+            f" + {merged / 3:,.0f} B (an expert gradient)" if merged else "")
     early = grads if shape.gradient_accumulation > 1 else grads / layers  # one layer's, unless accumulating
     late = tokens * h * a if shape.gradient_checkpointing else kept / layers  # what the first layer still holds
     if kept + early >= late + grads:

@@ -202,6 +202,7 @@ def plan_json(inputs: PlanInputs, plan: Plan, resolved: Any) -> dict[str, Any]:
     return {
         "hardware": inputs.hardware.to_dict(),
         "model": {"name": inputs.model.name, "parameters": inputs.model.parameters()["total"],
+                  "active_parameters": inputs.model.parameters()["active"],
                   "layers": inputs.model.layers, "context_length": inputs.model.context_length},
         "data": asdict(inputs.data) if inputs.data else None,
         "values": {row.name: {"value": row.value, "source": row.source, "kind": row.kind, "reason": row.reason}

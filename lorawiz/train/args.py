@@ -32,7 +32,7 @@ def model_dtype(cfg: Any) -> Any:
     return torch_dtype(precision_name(cfg))
 
 
-def model_kwargs(cfg: Any, attn_implementation: str = "sdpa", device_map: Any = None) -> dict[str, Any]:
+def model_kwargs(cfg: Any, attn_implementation: str | None = None, device_map: Any = None) -> dict[str, Any]:
     """AutoModelForCausalLM.from_pretrained's arguments (the path first, as `pretrained_model_name_or_path`)."""
     from lorawiz.builtin import local_path
 

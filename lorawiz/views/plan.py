@@ -64,7 +64,11 @@ def render_plan(inputs: Any, plan: Any, resolved: Any, plain: bool, notes: list[
 
     parts: list[Any] = [Text("hardware: " + "; ".join(describe(inputs.hardware)))]
     model = inputs.model
-    parts.append(Text(f"model: {model.name}: {model.parameters()['total'] / 1e9:.2f}B parameters, "
+    counts = model.parameters()
+    experts = (f" ({counts['active'] / 1e9:.2f}B active: {model.active_experts} of {model.experts} experts a token"
+               + (f", shipped in {model.shipped_quantization.upper()}, trained dequantized to 16-bit"
+                  if model.shipped_quantization else "") + ")") if model.is_moe else ""
+    parts.append(Text(f"model: {model.name}: {counts['total'] / 1e9:.2f}B parameters{experts}, "
                       f"{model.layers} layers, context {model.context_length:,}"))
     if inputs.data_stats is not None:
         s = inputs.data_stats

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from lorawiz.catalog import find_model
 from lorawiz.memory import TrainingShape, estimate_memory, lora_parameters
+from tests.conftest import REPO
 
 GB = 10**9  # the published ranges are in GB
 LLAMA_8B = find_model("meta-llama/Llama-3.1-8B")
@@ -69,3 +72,24 @@ def test_lora_parameter_count_matches_peft_on_the_meta_device(name):
         model = AutoModelForCausalLM.from_config(AutoConfig.for_model(values.pop("model_type"), **values))
     wrapped = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"))
     assert sum(p.numel() for p in wrapped.parameters() if p.requires_grad) == lora_parameters(facts, 16)
+
+
+MEASURED = json.loads((REPO / "bench" / "results" / "memory_truth.json").read_text())["cells"]
+
+
+def shape_of(cell: dict) -> TrainingShape:
+    """A bench/memory_truth.py cell as the estimator sees it: on CPU, so no CUDA context or allocator slack."""
+    targets = cell["targets"] if cell["targets"] == "all-linear" else tuple(cell["targets"].split(","))
+    return TrainingShape(precision="bf16", quantization=cell["quantization"], lora_r=cell["rank"],
+                         target_modules=targets, optimizer="adamw_torch", micro_batch=cell["micro_batch"],
+                         seq_len=cell["seq"], gradient_checkpointing=cell["checkpointing"],
+                         lora_dropout=cell["dropout"], loss="nll" if cell["loss"] == "nll" else "chunked_nll",
+                         on_gpu=False)
+
+
+@pytest.mark.parametrize("result", MEASURED, ids=[result["name"] for result in MEASURED])
+def test_the_estimate_is_within_5_percent_of_the_measured_peak(result):
+    """Every cell bench/memory_truth.py measured tensor by tensor (its held-out cells fitted nothing)."""
+    cell = result["cell"]
+    estimate = estimate_memory(find_model(cell["model"]), shape_of(cell)).total
+    assert estimate == pytest.approx(result["measured_bytes"], rel=0.05)

@@ -22,7 +22,9 @@ class HFBackend:
 
         notes = []
         quantized = cfg.model.load_in_4bit or cfg.model.load_in_8bit
-        kwargs = model_kwargs(cfg, "flash_attention_2" if flash_attention(cfg) else "sdpa", _device_map(quantized))
+        # None lets transformers take SDPA where the model supports it and eager attention where not (gpt-oss:
+        # its attention sinks have no SDPA path).
+        kwargs = model_kwargs(cfg, "flash_attention_2" if flash_attention(cfg) else None, _device_map(quantized))
         path = kwargs["pretrained_model_name_or_path"]
         try:
             tokenizer = load_tokenizer(path, trust_remote_code=kwargs["trust_remote_code"],
