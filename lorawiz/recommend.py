@@ -320,7 +320,10 @@ def _choose_quantization(model, shape, budget, gpu, fixed, plan, choose) -> str:
     if lean <= budget * SIXTEEN_BIT_MARGIN:
         choose("load_in_4bit", False, f"16-bit LoRA fits with margin ({lean / GIB:.1f} GiB at its leanest)")
         return "none"
-    choose("load_in_4bit", True, f"16-bit LoRA would need {lean / GIB:.1f} GiB at its leanest: 4-bit QLoRA")
+    quantized = estimate_memory(model, shape("nf4-dq", 1, True)).total
+    choose("load_in_4bit", True, f"16-bit LoRA would need {lean / GIB:.1f} GiB at its leanest: 4-bit QLoRA "
+                                 f"({quantized / GIB:.1f} GiB" + (", as its experts are not Linear layers and stay "
+                                                                 "16-bit" if model.is_moe else "") + ")")
     return "nf4-dq"
 
 

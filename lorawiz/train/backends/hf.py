@@ -26,6 +26,17 @@ class HFBackend:
         # its attention sinks have no SDPA path).
         kwargs = model_kwargs(cfg, "flash_attention_2" if flash_attention(cfg) else None, _device_map(quantized))
         path = kwargs["pretrained_model_name_or_path"]
+        if shipped_quantization(path, kwargs) == "mxfp4":
+            if quantized:
+                raise LorawizError(f"{path} ships its experts in MXFP4, which bitsandbytes cannot quantize again and "
+                                   "transformers cannot train as they are.",
+                                   hint="Set load_in_4bit=false (and load_in_8bit=false): lorawiz then loads them "
+                                        "dequantized to 16-bit; `lorawiz plan` shows the memory that takes.")
+            from transformers import Mxfp4Config
+
+            kwargs["quantization_config"] = Mxfp4Config(dequantize=True)
+            notes.append("the checkpoint ships MXFP4 experts: loaded dequantized to 16-bit, as transformers trains "
+                         "them")
         try:
             tokenizer = load_tokenizer(path, trust_remote_code=kwargs["trust_remote_code"],
                                        cache_dir=kwargs["cache_dir"])
@@ -41,7 +52,7 @@ class HFBackend:
         if ensure_chat_template(tokenizer):
             notes.append("tokenizer has no chat template: using ChatML")
         model.config.use_cache = False  # the KV cache is for generation; training with it only costs memory
-        if kwargs["quantization_config"] is not None:
+        if quantized:
             loaded_dtypes = {name: param.dtype for name, param in model.named_parameters()}
             model = prepare_model_for_kbit_training(
                 model, use_gradient_checkpointing=cfg.optimization.gradient_checkpointing,
@@ -57,6 +68,21 @@ class HFBackend:
         trainer_class = sft_trainer_class(lengths)
         return trainer_class(model=loaded.model, args=args, train_dataset=train_data, eval_dataset=eval_data,
                              processing_class=loaded.tokenizer, callbacks=callbacks)
+
+
+def shipped_quantization(path: str, kwargs: dict[str, Any]) -> str:
+    """The quant_method the checkpoint's config.json ships with ("mxfp4" for gpt-oss), or "" (also when the config
+    cannot be read: loading the model then says why)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=kwargs["trust_remote_code"],
+                                            cache_dir=kwargs["cache_dir"])
+    except (OSError, ValueError):
+        return ""
+    found = getattr(config, "quantization_config", None)
+    method = found.get("quant_method") if isinstance(found, dict) else getattr(found, "quant_method", None)
+    return str(getattr(method, "value", method) or "")
 
 
 def restore_loaded_dtypes(model: Any, loaded_dtypes: dict[str, Any]) -> int:

@@ -67,3 +67,39 @@ def test_qlora_keeps_the_frozen_weights_in_their_loaded_dtype():
     assert torch.float32 not in frozen.values(), [name for name, dtype in frozen.items() if dtype == torch.float32]
     assert torch.uint8 in frozen.values() and torch.bfloat16 in frozen.values()
     assert any(param.requires_grad for param in model.parameters())
+
+
+def test_mxfp4_checkpoints_load_dequantized_and_refuse_4_bit(tmp_path, monkeypatch):
+    """gpt-oss ships MXFP4 experts: transformers trains them only dequantized (Mxfp4Config(dequantize=True)), and
+    bitsandbytes cannot quantize them again."""
+    import json
+    import shutil
+
+    import transformers
+
+    from lorawiz.builtin import local_path
+    from lorawiz.train.backends.hf import HFBackend
+
+    folder = tmp_path / "mxfp4"
+    shutil.copytree(local_path("builtin:tiny"), folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "quantization_config": {"quant_method": "mxfp4"}}))
+    flags = {"model_name_or_path": str(folder), "load_in_4bit": True, "bf16": True, "fp16": False, "lora_r": 8,
+             "lora_alpha": 16, "lora_dropout": 0.0, "lora_target_modules": "all-linear"}
+    cfg = resolve_config(flags=flags, flag_names={name: f"--{name}" for name in flags}).config
+    with pytest.raises(LorawizError, match="(?s)MXFP4.*load_in_4bit=false"):
+        HFBackend().load(cfg)
+
+    seen = {}
+
+    def from_pretrained(**kwargs):
+        seen.update(kwargs)
+        raise ValueError("stop here")  # the real MXFP4 weights are not what this folder holds
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", from_pretrained)
+    flags["load_in_4bit"] = False
+    cfg = resolve_config(flags=flags, flag_names={name: f"--{name}" for name in flags}).config
+    with pytest.raises(LorawizError, match="stop here"):
+        HFBackend().load(cfg)
+    assert isinstance(seen["quantization_config"], transformers.Mxfp4Config)
+    assert seen["quantization_config"].dequantize is True
