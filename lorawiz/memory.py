@@ -174,7 +174,7 @@ def weight_bytes(model: Any, shape: TrainingShape) -> tuple[float, str]:
 def _adapter_bytes(shape: TrainingShape) -> int:
     """peft keeps adapters in fp32 (autocast_adapter_dtype); TRL's SFTTrainer casts a quantized model's adapters to
     bf16, following the QLoRA paper (sft_trainer.py: "the PEFT adapter weights are converted to bf16")."""
-    return 2 if shape.quantized and shape.precision == "bf16" else 4
+    return 2 if shape.quantized else 4  # TRL casts to bf16 whatever the compute dtype
 
 
 def optimizer_bytes(shape: TrainingShape, trainable: int) -> tuple[float, str]:
@@ -222,7 +222,7 @@ def layer_activation_bytes(model: Any, shape: TrainingShape) -> tuple[float, str
     lora = sum(a * shape.lora_r for _ in wrapped)
     if shape.lora_dropout > 0:
         lora += sum((a + 1) * fan_in for fan_in, _ in wrapped.values())
-    elif _adapter_bytes(shape) == 4:
+    elif _adapter_bytes(shape) != a:  # peft casts the input to the adapters' dtype, autocast casts it back
         lora += sum(a * fan_in for fan_in, _ in wrapped.values())
     else:  # bf16 adapters take the Linears' own inputs: the norms' outputs and down_proj's (o_proj's is SDPA's)
         sources = {"input_layernorm": h, "post_attention_layernorm": h, "down_proj": model.intermediate}
@@ -242,7 +242,7 @@ def backward_temporary_bytes(model: Any, shape: TrainingShape) -> tuple[float, s
     down projection's input, and the hidden-wide gradient with its fp32 twin (measured on Llama-3.2-1B at 4,096
     tokens: 730.7 MiB for the layer being recomputed)."""
     a = DTYPE_BYTES[shape.precision]
-    upcast = 4 if _adapter_bytes(shape) == 4 else 0
+    upcast = 4 if _adapter_bytes(shape) != a else 0
     width = (model.active_experts * model.expert_intermediate + model.shared_expert_intermediate if model.is_moe
              else model.intermediate)
     per_token = (2 * a + upcast) * width + (a + upcast) * model.hidden
