@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +42,37 @@ def _read_config(path: Path, name: str) -> ModelFacts:
 
 
 def count_on_meta(config: dict[str, Any], facts: ModelFacts) -> tuple[tuple[str, int], ...]:
-    """Exact parameter counts of a config, from building its model on the meta device (no memory, well under a
-    second for a 70B model) with accelerate's init_empty_weights: the catalog's formulas cannot know every
-    architecture. Empty when transformers cannot build it here (an unknown model_type, remote code)."""
+    """Exact parameter counts of a config, from building its model on the meta device with accelerate's
+    init_empty_weights (no memory; under a second for a 70B model, after the ~7 s import of transformers): the
+    catalog's formulas cannot know every architecture. Empty when transformers cannot build it here (an unknown
+    model_type, remote code). Kept per config and transformers version in the cache folder, so a second plan of
+    the same model imports nothing."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from lorawiz.builtin.cache import default_cache_root
+
+    try:
+        library = version("transformers")
+    except PackageNotFoundError:
+        return ()
+    key = hashlib.sha256(json.dumps([config, library], sort_keys=True, default=str).encode()).hexdigest()[:32]
+    cached = default_cache_root() / "parameter-counts" / f"{key}.json"
+    try:
+        return tuple((name, int(count)) for name, count in json.loads(cached.read_text()))
+    except (OSError, ValueError, TypeError):
+        pass
+    counts = _count_on_meta(config, facts)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cached.with_name(f".{cached.name}.{os.getpid()}")
+        temporary.write_text(json.dumps(list(counts)))
+        os.replace(temporary, cached)
+    except OSError:  # a read-only cache: counted again next time
+        pass
+    return counts
+
+
+def _count_on_meta(config: dict[str, Any], facts: ModelFacts) -> tuple[tuple[str, int], ...]:
     try:
         from accelerate import init_empty_weights
         from transformers import AutoConfig, AutoModelForCausalLM

@@ -533,3 +533,16 @@ def test_import_loads_no_heavy_packages():
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_meta_device_count_is_made_once_per_config(tmp_path, monkeypatch, offline_hub):
+    import lorawiz.model_facts as model_facts
+
+    monkeypatch.setenv("LORAWIZ_CACHE", str(tmp_path / "cache"))
+    calls = []
+    real = model_facts._count_on_meta
+    monkeypatch.setattr(model_facts, "_count_on_meta", lambda *args: calls.append(1) or real(*args))
+    (tmp_path / "config.json").write_text(json.dumps(config_json_of(find_model("smollm2-135m"))))
+    first, second = load_model_facts(str(tmp_path)), load_model_facts(str(tmp_path))
+    assert calls == [1] and first.counted == second.counted and first.counted
+    assert second.parameters() == find_model("smollm2-135m").parameters()
