@@ -53,9 +53,9 @@ QUANTIZATIONS = ("none", "nf4", "nf4-dq", "int8")
 # entropy it logs). Measured: 501 MiB for a 128,256-token vocabulary, at every sequence length.
 LOSS_CHUNK_TOKENS = 256
 LOSS_CHUNK_FP32_TENSORS = 4
-# The plain "nll" loss keeps the whole [tokens, vocab] logits: the bf16 logits, their fp32 upcast and the fp32
-# log-softmax, and backward makes their gradients (fp32, then bf16).
-NLL_LOGIT_BYTES = 2 + 4 + 4 + 4
+# The plain "nll" loss peaks in its backward with three whole [tokens, vocab] fp32 tensors: the log-softmax it saved,
+# nll_loss's gradient and log-softmax's (measured: 3 x 250.5 MiB for 512 tokens of a 128,256-token vocabulary).
+NLL_LOGIT_BYTES = 4 + 4 + 4
 
 # Architectures transformers runs with eager attention (no SDPA path: gpt-oss's attention sinks), which keeps each
 # head's [seq, seq + 1] softmax for backward (modeling_gpt_oss.eager_attention_forward).
