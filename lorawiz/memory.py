@@ -53,6 +53,9 @@ QUANTIZATIONS = ("none", "nf4", "nf4-dq", "int8")
 # entropy it logs). Measured: 501 MiB for a 128,256-token vocabulary, at every sequence length.
 LOSS_CHUNK_TOKENS = 256
 LOSS_CHUNK_FP32_TENSORS = 4
+# Gemma 2 caps its logits (final_logit_softcapping: softcap x tanh(logits / softcap)): one more [chunk, vocab] fp32
+# tensor at the chunk's backward (measured: 5 x 250 MiB for its 256,000-token vocabulary).
+LOGIT_SOFTCAPPING = frozenset({"gemma2"})
 # The plain "nll" loss peaks in its backward with three whole [tokens, vocab] fp32 tensors: the log-softmax it saved,
 # nll_loss's gradient and log-softmax's (measured: 3 x 250.5 MiB for 512 tokens of a 128,256-token vocabulary).
 NLL_LOGIT_BYTES = 4 + 4 + 4
@@ -256,8 +259,9 @@ def loss_bytes(model: Any, shape: TrainingShape) -> tuple[float, str]:
         size = tokens * model.vocab * NLL_LOGIT_BYTES
         return size, f"{tokens:,} tokens x {model.vocab:,} vocab x {NLL_LOGIT_BYTES} B (whole logits)"
     chunk = min(LOSS_CHUNK_TOKENS, tokens)
-    size = LOSS_CHUNK_FP32_TENSORS * chunk * model.vocab * 4
-    formula = f"{LOSS_CHUNK_FP32_TENSORS} x {chunk} tokens x {model.vocab:,} vocab x 4 B (TRL's chunked loss)"
+    count = LOSS_CHUNK_FP32_TENSORS + (1 if model.architecture in LOGIT_SOFTCAPPING else 0)
+    size = count * chunk * model.vocab * 4
+    formula = f"{count} x {chunk} tokens x {model.vocab:,} vocab x 4 B (TRL's chunked loss)"
     return size, formula
 
 
