@@ -278,7 +278,7 @@ def estimate_memory(model: Any, shape: TrainingShape) -> MemoryBreakdown:
     out.add("LoRA weights", trainable * size, f"{trainable:,} adapter parameters x {size} bytes")
     out.add("optimizer states", *optimizer_bytes(shape, trainable))
 
-    a = r = DTYPE_BYTES[shape.precision]
+    a = DTYPE_BYTES[shape.precision]
     tokens, h, layers = shape.tokens, model.hidden, model.layers
     per_token, per_token_formula = layer_activation_bytes(model, shape)
     # Autocast caches the bf16 copy of each fp32 adapter weight for the whole forward pass.
@@ -290,8 +290,8 @@ def estimate_memory(model: Any, shape: TrainingShape) -> MemoryBreakdown:
     merged = (model.expert_parameters() * a
               if shape.target_modules == "all-linear" and model.is_moe and model.lora_wraps_experts else 0)
     if shape.gradient_checkpointing:
-        kept = tokens * layers * r * h  # each layer's input
-        kept_formula = f"{tokens:,} tokens x {layers} layers x {r * h:,} B (each layer's input, checkpointed)"
+        kept = tokens * layers * a * h  # each layer's input
+        kept_formula = f"{tokens:,} tokens x {layers} layers x {a * h:,} B (each layer's input, checkpointed)"
     else:
         kept = tokens * layers * per_token + layers * merged
         kept_formula = f"{tokens:,} tokens x {layers} layers x ({per_token_formula})" + (

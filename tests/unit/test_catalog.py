@@ -277,7 +277,6 @@ def test_an_unknown_config_is_counted_on_the_meta_device(tmp_path, offline_hub):
               "max_position_embeddings": 2048, "tie_word_embeddings": False}
     (tmp_path / "config.json").write_text(json.dumps(config))
     loaded = load_model_facts(str(tmp_path))
-    import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     values = dict(config)
@@ -286,7 +285,6 @@ def test_an_unknown_config_is_counted_on_the_meta_device(tmp_path, offline_hub):
     assert loaded.parameters() == dataclasses.replace(loaded, counted=()).parameters()
     experts = sum(p.numel() for name, p in model.named_parameters() if ".experts." in name)
     assert loaded.parameters()["experts"] == experts
-    del torch
 
 
 def test_a_config_transformers_cannot_build_keeps_the_formula(tmp_path, offline_hub):
