@@ -18,6 +18,10 @@ from lorawiz.memory import GIB
 
 OK, WARNING, BROKEN = "ok", "warning", "broken"
 CORE_PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "bitsandbytes")
+# The newest version of each core package the suite has passed with. A newer one installed is a warning, not a
+# failure: pyproject's ranges have no upper caps unless something breaks, so newer releases are allowed but untested.
+TESTED_UP_TO = {"torch": "2.13.0", "transformers": "5.24.0", "peft": "0.21.2", "trl": "1.16.0", "accelerate": "1.15.0",
+                "datasets": "5.2.0", "bitsandbytes": "0.50.2"}
 LOW_DISK_BYTES = 20 * GIB  # a merged 8B model in 16-bit alone takes ~16 GB
 
 
@@ -75,9 +79,21 @@ def check_packages() -> list[Check]:
         if wanted and Version(installed) not in SpecifierSet(wanted, prereleases=True):
             checks.append(Check(name, BROKEN, f"{installed} is outside lorawiz's range {wanted}",
                                 f'pip install "{name}{wanted}"', required=True))
+        elif _newer_than_tested(installed, TESTED_UP_TO.get(name)):
+            checks.append(Check(name, WARNING, f"{installed} is newer than the newest version lorawiz was tested with "
+                                f"({TESTED_UP_TO[name]}); it should work, report anything that breaks",
+                                f'pip install "{name}<={TESTED_UP_TO[name]}" (only if something breaks)',
+                                required=True))
         else:
             checks.append(Check(name, OK, installed, required=True))
     return checks
+
+
+def _newer_than_tested(installed: str, tested: str | None) -> bool:
+    """A newer minor release than the tested one (patch releases of a tested minor count as tested)."""
+    from packaging.version import Version
+
+    return tested is not None and Version(installed).release[:2] > Version(tested).release[:2]
 
 
 def read_torch() -> TorchFacts | None:

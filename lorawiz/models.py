@@ -79,21 +79,21 @@ def load_model(target: Target, dtype: str = "bf16", merge: bool = False, device:
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
-    from lorawiz.hub import hub_reachable
+    from lorawiz.hub import cache_only, hub_reachable
 
     path = target.base if target.is_adapter else target.path
     for folder in {Path(path).expanduser(), Path(target.path).expanduser()}:
         check_weight_files(folder)  # a cut copy fails here with its name, not deep in safetensors
     offline = not Path(path).expanduser().exists() and not hub_reachable()  # the cache only, no 20 s of retries
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype),
-                                                     **({"local_files_only": True} if offline else {}))
-        if target.is_adapter:
-            from peft import PeftModel
+        with cache_only(offline):
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype))
+            if target.is_adapter:
+                from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, target.path)
-            if merge:
-                model = model.merge_and_unload()
+                model = PeftModel.from_pretrained(model, target.path)
+                if merge:
+                    model = model.merge_and_unload()
     except (OSError, ValueError, SafetensorError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LorawizError(f"cannot load {target.path}: {first}",

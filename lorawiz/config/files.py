@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lorawiz.config.layers import Layer, Source, unknown_key_message
-from lorawiz.config.schema import KNOBS, SECTION_OF, SECTIONS
+from lorawiz.config.schema import KNOBS, RENAMED_KEYS, SECTION_OF, SECTIONS
 from lorawiz.errors import LorawizError, Problem, ProblemsError
 
 
@@ -33,12 +33,13 @@ def read_config_file(path: str | Path, kind: str = "file") -> Layer:
         line = lines.get(key_path)
         return f"{path} line {line}" if line else str(path)
 
-    for key, value in data.items():
-        key = str(key)
+    for written, value in data.items():
+        written = str(written)
+        key = RENAMED_KEYS.get(written, written)
         if key in SECTIONS and isinstance(value, dict):
             for sub, sub_value in value.items():
-                sub = str(sub)
-                where = at((key, sub))
+                where = at((written, str(sub)))
+                sub = RENAMED_KEYS.get(str(sub), str(sub))
                 if sub in KNOBS and SECTION_OF[sub] == key:
                     _add(layer, sub, sub_value, where, problems)
                 elif sub in KNOBS:
@@ -47,11 +48,11 @@ def read_config_file(path: str | Path, kind: str = "file") -> Layer:
                 else:
                     problems.append(Problem(where, unknown_key_message(sub, key)))
         elif key in KNOBS:
-            _add(layer, key, value, at((key,)), problems)
+            _add(layer, key, value, at((written,)), problems)
         elif key in SECTIONS:
-            problems.append(Problem(at((key,)), f'section "{key}" must be a mapping of keys to values.'))
+            problems.append(Problem(at((written,)), f'section "{key}" must be a mapping of keys to values.'))
         else:
-            problems.append(Problem(at((key,)), unknown_key_message(key, None)))
+            problems.append(Problem(at((written,)), unknown_key_message(key, None)))
     for name in PATH_KNOBS:
         if isinstance(layer.values.get(name), str):
             layer.values[name] = anchored(layer.values[name], path.parent)

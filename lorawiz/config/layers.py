@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lorawiz.config.schema import EXCLUSIVE_PAIRS, KNOBS, SECTION_OF, suggest
+from lorawiz.config.schema import EXCLUSIVE_PAIRS, KNOBS, RENAMED_KEYS, SECTION_OF, suggest
 from lorawiz.errors import Problem
 
 PRECEDENCE = ("default", "derived", "recommender", "preset", "file", "set", "flag", "adjusted")
@@ -142,6 +142,7 @@ def parse_set_items(items: Iterable[str]) -> Layer:
             problems.append(Problem(where, "expected KEY=VALUE, e.g. --set lora.lora_r=16"))
             continue
         section, _, name = key.rpartition(".")
+        name = RENAMED_KEYS.get(name, name)
         if name not in KNOBS:
             problems.append(Problem(where, unknown_key_message(name, section or None)))
             continue

@@ -170,6 +170,9 @@ SECTIONS: dict[str, tuple[Knob, ...]] = {
 KNOBS: dict[str, Knob] = {k.name: k for knobs in SECTIONS.values() for k in knobs}
 SECTION_OF: dict[str, str] = {k.name: section for section, knobs in SECTIONS.items() for k in knobs}
 
+# Older names of our keys, read as the new ones (transformers renamed evaluation_strategy in 4.41).
+RENAMED_KEYS = {"evaluation_strategy": "eval_strategy"}
+
 # Names used by other tools or older transformers versions, mapped to ours for "did you mean".
 KNOWN_ALIASES = {
     "evaluation_strategy": "eval_strategy",

@@ -70,6 +70,9 @@ def normalize(name: str, value: Any) -> Any:
         if name == "report_to" and parts in (["none"], []):
             return []
         return parts
+    if name in ("eval_strategy", "save_strategy", "lr_scheduler_type"):
+        # `eval_strategy: false` in YAML or JSON, as TrainingArguments configs write it; `No`, `Steps` as typed
+        return "no" if value is False else value.lower() if isinstance(value, str) else value
     if name == "task" and isinstance(value, str):
         return {"domain-adaptation": "domain", "domain_adaptation": "domain"}.get(value.lower(), value.lower())
     return value

@@ -73,7 +73,7 @@ def _check_data_offline(manager: Any, names: list[str]) -> None:
         return
     for name in names:
         try:
-            with _quiet():
+            with _quiet(), cache_only():
                 manager.load_task_or_group([name])
         except DATA_ERRORS as exc:
             raise _data_error(name, exc, told_offline) from exc
@@ -97,8 +97,10 @@ def run_tasks(harness: Harness, model: Any, tokenizer: Any, limit: int | None, b
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
+    from lorawiz.hub import cache_only, hub_reachable
+
     told_offline = _offline_set()
-    with _quiet():
+    with _quiet(), cache_only(not hub_reachable()):
         wrapped = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
         try:
             output = lm_eval.simple_evaluate(model=wrapped, tasks=harness.names, task_manager=harness.manager,

@@ -81,3 +81,30 @@ def test_token_is_never_printed(monkeypatch):
     checks, hardware = run_checks(".", parse_hardware_spec("cpu"))
     assert by_name(checks)["hugging face token"].status == OK
     assert "hf_secret_value_123" not in json.dumps(report_json(checks, hardware))
+
+
+@pytest.mark.parametrize(("installed", "status"), [
+    ("5.17.0", OK),  # inside the range and tested
+    ("5.24.3", OK),  # a patch release of the newest tested minor
+    ("5.30.0", WARNING),  # allowed by the range (no upper cap), newer than tested: a warning, not a failure
+    ("5.7.0", BROKEN),  # below the range
+])
+def test_a_version_newer_than_tested_is_a_warning_and_one_outside_the_range_is_broken(monkeypatch, installed, status):
+    real = doctor.importlib.metadata.version
+    monkeypatch.setattr(doctor.importlib.metadata, "version",
+                        lambda name: installed if name == "transformers" else real(name))
+    check = by_name(doctor.check_packages())["transformers"]
+    assert check.status == status, check
+    if status == WARNING:
+        assert "newer than the newest version lorawiz was tested with (5.24.0)" in check.detail
+        assert check not in broken_required([check])
+
+
+def test_the_tested_table_lies_inside_the_declared_ranges():
+    from packaging.specifiers import SpecifierSet
+
+    ranges = doctor._requirements()
+    for name, tested in doctor.TESTED_UP_TO.items():
+        assert tested in SpecifierSet(ranges[name]), (name, tested, ranges[name])
+    assert "1.15.0" not in SpecifierSet(ranges["trl"])  # its SFTTrainer needs Triton, which CPU torch lacks
+    assert "1.6.0" not in SpecifierSet(ranges["accelerate"])  # resume restores the data order differently

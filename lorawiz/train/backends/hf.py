@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import Any
 
 from lorawiz.errors import LorawizError
@@ -18,6 +19,7 @@ class HFBackend:
 
         from lorawiz.data.masking import ensure_chat_template
         from lorawiz.data.tokens import load_tokenizer
+        from lorawiz.hub import cache_only, hub_reachable
         from lorawiz.train.args import lora_config, model_kwargs
 
         notes = []
@@ -40,7 +42,8 @@ class HFBackend:
         try:
             tokenizer = load_tokenizer(path, trust_remote_code=kwargs["trust_remote_code"],
                                        cache_dir=kwargs["cache_dir"])
-            model = AutoModelForCausalLM.from_pretrained(**kwargs)
+            with cache_only(not Path(path).expanduser().exists() and not hub_reachable()):
+                model = AutoModelForCausalLM.from_pretrained(**kwargs)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise LorawizError(f"cannot load model {path}: {first}",

@@ -157,7 +157,7 @@ def test_a_later_layer_replaces_an_exclusive_partner(tmp_path):
 
 
 def test_unknown_keys_get_did_you_mean(tmp_path):
-    path = write(tmp_path, "run.yaml", "lora_rank: 16\ntraining:\n  learning_rte: 1.0e-4\nevaluation_strategy: steps\n")
+    path = write(tmp_path, "run.yaml", "lora_rank: 16\ntraining:\n  learning_rte: 1.0e-4\neval_stratgy: steps\n")
     with pytest.raises(ProblemsError) as info:
         resolve_config(path)
     found = problems_of(info)
@@ -344,3 +344,34 @@ def test_yes_no_on_off_are_strings_where_a_knob_takes_strings(tmp_path):
         True, False, False)
     assert resolve_config(None, set_items=["eval_strategy=no", "load_best_model_at_end=false"]).value(
         "eval_strategy") == "no"
+
+
+@pytest.mark.parametrize("text", ['eval_strategy: no\nsave_strategy: no\n', 'eval_strategy: false\nsave_strategy: false\n',
+                                  'logging:\n  eval_strategy: No\n  save_strategy: NO\n'])
+def test_strategies_written_as_yaml_no_or_false_mean_no(tmp_path, text):
+    path = write(tmp_path, "run.yaml", text + "load_best_model_at_end: false\nearly_stopping_patience: 0\n")
+    resolved = resolve_config(path)
+    assert (resolved.value("eval_strategy"), resolved.value("save_strategy")) == ("no", "no")
+
+
+def test_strategies_false_in_json_and_no_in_set_mean_no(tmp_path):
+    path = write(tmp_path, "run.json", json.dumps({"eval_strategy": False, "load_best_model_at_end": False,
+                                                   "early_stopping_patience": 0}))
+    assert resolve_config(path).value("eval_strategy") == "no"
+    assert resolve_config(set_items=["save_strategy=no", "load_best_model_at_end=false"]).value("save_strategy") == "no"
+
+
+@pytest.mark.parametrize("text", ["evaluation_strategy: epoch\n", "logging:\n  evaluation_strategy: epoch\n"])
+def test_evaluation_strategy_is_read_as_the_older_name_of_eval_strategy(tmp_path, text):
+    path = write(tmp_path, "run.yaml", text)
+    resolved = resolve_config(path)
+    assert resolved.value("eval_strategy") == "epoch"
+    assert resolved.source("eval_strategy").where == f"{path} line {text.count(chr(10))}"
+    assert resolve_config(set_items=["evaluation_strategy=epoch"]).value("eval_strategy") == "epoch"
+
+
+def test_both_names_of_eval_strategy_in_one_file_is_a_problem(tmp_path):
+    path = write(tmp_path, "run.yaml", "eval_strategy: steps\nevaluation_strategy: epoch\n")
+    with pytest.raises(ProblemsError) as exc_info:
+        resolve_config(path)
+    assert any('"eval_strategy" is set twice' in p for p in problems_of(exc_info))
