@@ -66,7 +66,7 @@ def prepare_tasks(specs: list[str]) -> Harness:
 def _check_data_offline(manager: Any, names: list[str]) -> None:
     """Offline, each task's data must be in the cache: load it now (from the cache, quick) rather than fail after
     the models have been measured. Online, the download happens in run_tasks."""
-    from lorawiz.hub import hub_reachable
+    from lorawiz.hub import cache_only, hub_reachable
 
     told_offline = _offline_set()
     if hub_reachable():

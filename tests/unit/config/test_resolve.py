@@ -346,7 +346,8 @@ def test_yes_no_on_off_are_strings_where_a_knob_takes_strings(tmp_path):
         "eval_strategy") == "no"
 
 
-@pytest.mark.parametrize("text", ['eval_strategy: no\nsave_strategy: no\n', 'eval_strategy: false\nsave_strategy: false\n',
+@pytest.mark.parametrize("text", ['eval_strategy: no\nsave_strategy: no\n',
+                                  'eval_strategy: false\nsave_strategy: false\n',
                                   'logging:\n  eval_strategy: No\n  save_strategy: NO\n'])
 def test_strategies_written_as_yaml_no_or_false_mean_no(tmp_path, text):
     path = write(tmp_path, "run.yaml", text + "load_best_model_at_end: false\nearly_stopping_patience: 0\n")
