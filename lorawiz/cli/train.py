@@ -30,7 +30,8 @@ def train_command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the lorawiz run already in the output "
                                             "folder (never a folder holding other files or runs).")] = False,
     num_processes: Annotated[int | None, typer.Option("--num-processes", metavar="N", help="Data-parallel processes "
-                                                      "[default: one per visible GPU].")] = None,
+                                                      "[default: ACCELERATE_NUM_PROCESSES, else one per visible "
+                                                      "GPU].")] = None,
     accelerate_config: Annotated[str | None, typer.Option("--accelerate-config", metavar="FILE", help="An "
                                                           "accelerate config (FSDP, DeepSpeed, several machines), "
                                                           "passed to accelerate launch.")] = None,
@@ -102,8 +103,11 @@ def _processes(requested: int | None) -> tuple[int, bool]:
     """How many processes to launch, and whether they run on the CPU."""
     from lorawiz.errors import LorawizError
     from lorawiz.hardware import probe
+    from lorawiz.train import launcher
 
     if requested is not None and requested < 1:
         raise LorawizError(f"--num-processes {requested}: must be at least 1.", hint="For example --num-processes 2.")
     hardware = probe()
+    if requested is None:
+        requested = launcher.requested_processes()
     return (requested if requested is not None else max(1, hardware.gpu_count)), hardware.is_cpu_only

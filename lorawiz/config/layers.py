@@ -1,8 +1,9 @@
 """Where each value comes from: typed sources, layers of values, and the one precedence rule that merges them.
 
-Precedence, lowest first (`PRECEDENCE`): built-in default < derived default < recommender < preset < config
-file < `--set` < typed flags. A value lorawiz itself changes afterwards (to run on this machine, after an
-out-of-memory restart) is an `adjusted` value: it is applied last, and always printed with its reason.
+Precedence, lowest first (`PRECEDENCE`): built-in default < derived default < recommender < preset < environment
+(`accelerate launch --mixed_precision`) < config file < `--set` < typed flags. A value lorawiz itself changes
+afterwards (to run on this machine, after an out-of-memory restart) is an `adjusted` value: it is applied last, and
+always printed with its reason.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any
 from lorawiz.config.schema import EXCLUSIVE_PAIRS, KNOBS, RENAMED_KEYS, SECTION_OF, suggest
 from lorawiz.errors import Problem
 
-PRECEDENCE = ("default", "derived", "recommender", "preset", "file", "set", "flag", "adjusted")
-USER_KINDS = frozenset({"file", "set", "flag"})
+PRECEDENCE = ("default", "derived", "recommender", "preset", "env", "file", "set", "flag", "adjusted")
+USER_KINDS = frozenset({"env", "file", "set", "flag"})
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,21 @@ def _parse_scalar(raw: str) -> Any:
         return yaml12.load(raw)
     except yaml.YAMLError:
         return raw
+
+
+def env_layer(environ: Mapping[str, str]) -> Layer:
+    """Settings accelerate passes to the processes it launches: `accelerate launch --mixed_precision fp16` (or its
+    config file) as ACCELERATE_MIXED_PRECISION. "no" is accelerate's default when nothing was chosen, so it is read
+    as "not set": the recommender (or the config) decides, as without accelerate."""
+    layer = Layer(Source("env", "env"))
+    precision = environ.get("ACCELERATE_MIXED_PRECISION", "").strip().lower()
+    where = f"env ACCELERATE_MIXED_PRECISION={precision}"
+    if precision in ("bf16", "fp16"):
+        layer.set(precision, True, where, label=where)
+    elif precision not in ("", "no"):
+        layer.problems.append(Problem(where, f"lorawiz trains in bf16, fp16 or fp32, not {precision}. Launch with "
+                                             "--mixed_precision bf16, fp16 or no."))
+    return layer
 
 
 def flags_layer(flags: Mapping[str, Any], flag_names: Mapping[str, str]) -> Layer:

@@ -4,12 +4,22 @@ the source of every value. This object, not a dict of strings, is what plan, tra
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lorawiz.config.layers import DEFAULT, Layer, Source, defaults_layer, flags_layer, merge_layers, parse_set_items
+from lorawiz.config.layers import (
+    DEFAULT,
+    Layer,
+    Source,
+    defaults_layer,
+    env_layer,
+    flags_layer,
+    merge_layers,
+    parse_set_items,
+)
 from lorawiz.config.schema import SECTION_OF, SECTIONS
 from lorawiz.config.validate import validate
 
@@ -58,8 +68,10 @@ def resolve_config(
     set_items: Iterable[str] = (),
     flags: Mapping[str, Any] | None = None,
     flag_names: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> ResolvedConfig:
-    """Defaults < preset < config file < `--set` < typed flags, validated, with the source of every value.
+    """Defaults < preset < environment < config file < `--set` < typed flags, validated, with the source of every
+    value. `environ` defaults to this process's environment (accelerate's ACCELERATE_MIXED_PRECISION).
 
     The recommender's values come in later, with the plan (lorawiz.planning.fill_from_plan): above the defaults,
     below the preset and everything the user sets.
@@ -70,6 +82,7 @@ def resolve_config(
     layers = [defaults_layer()]
     if preset:
         layers.append(load_preset(preset))
+    layers.append(env_layer(os.environ if environ is None else environ))
     if config_file:
         layers.append(read_config_file(config_file))
     if set_items:

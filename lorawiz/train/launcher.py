@@ -4,7 +4,8 @@ The parent process only launches and waits; every child runs the same command wi
 process of rank 0 alone prints the plan and dashboard, writes the outputs and holds the output folder's lock (so
 the run never locks itself out, and a second run is refused however it was launched: torchrun, accelerate, here).
 An accelerate config file passes through unchanged, so FSDP, DeepSpeed and multi-node setups work as accelerate
-defines them.
+defines them. Started by a launcher of the user's (`accelerate launch -m lorawiz train`, torchrun), each process
+trains as it is: WORLD_SIZE or LOCAL_RANK set means it already is one of several.
 """
 
 from __future__ import annotations
@@ -21,7 +22,22 @@ OWN_FLAGS = ("--num-processes", "--accelerate-config")  # consumed here, not pas
 
 
 def launched() -> bool:
-    return os.environ.get(LAUNCHED) == "1"
+    """Whether this process was started by a launcher (ours, accelerate launch, torchrun): then it trains, never
+    launches again. accelerate launch with one process sets neither WORLD_SIZE nor LOCAL_RANK, but its
+    ACCELERATE_DYNAMO_BACKEND."""
+    return os.environ.get(LAUNCHED) == "1" or any(
+        name in os.environ for name in ("WORLD_SIZE", "LOCAL_RANK", "ACCELERATE_DYNAMO_BACKEND"))
+
+
+def requested_processes() -> int | None:
+    """ACCELERATE_NUM_PROCESSES, the number of processes accelerate would start, when set."""
+    raw = os.environ.get("ACCELERATE_NUM_PROCESSES", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise LorawizError(f"ACCELERATE_NUM_PROCESSES={raw}: must be a whole number of at least 1.",
+                           hint="Unset it, or set it to the number of GPUs to train on.")
+    return int(raw)
 
 
 def child_args(argv: list[str]) -> list[str]:
@@ -53,7 +69,10 @@ def launch_command(argv: list[str], num_processes: int, config_file: str | None,
                                hint="Create one with `accelerate config`, or leave the flag out.")
         command += ["--config_file", config_file]
     else:
-        command += ["--num_processes", str(num_processes), "--num_machines", "1", "--mixed_precision", "no",
+        # The user's ACCELERATE_MIXED_PRECISION passes on (the children read it as a setting); "no" otherwise, which
+        # the children read as "not set".
+        precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+        command += ["--num_processes", str(num_processes), "--num_machines", "1", "--mixed_precision", precision,
                     "--dynamo_backend", "no"]
         if num_processes > 1:
             command.append("--multi_gpu")

@@ -195,6 +195,27 @@ def test_two_processes_train_data_parallel_over_gloo(tmp_path, data):
     assert (out / "adapter_model.safetensors").is_file()
 
 
+def test_accelerate_launch_runs_one_training_process_per_launched_process(tmp_path, data):
+    # How --config_file pipelines start: `accelerate launch --num_processes 2 -m lorawiz train ...`. Each process
+    # trains (no launch of its own inside), over gloo on this CPU, and one writes the outputs.
+    out, (train_file, val_file) = tmp_path / "run", data
+    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                           "-m", "lorawiz", "train", "--model", "builtin:tiny", "--data", str(train_file),
+                           "--val-data", str(val_file), "--output-dir", str(out), "--max-steps", "2",
+                           "--set", "logging_steps=1"],
+                          capture_output=True, text=True, timeout=600,
+                          # as on a machine with 2 GPUs: a process that did not know it was launched would launch 2
+                          env=subprocess_env(CI="true", ACCELERATE_NUM_PROCESSES="2"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    import torch
+
+    assert torch.load(out / "training_args.bin", weights_only=False).world_size == 2
+    assert done.stdout.count("fits: yes") == 1  # one plan: rank 0's, and no nested launch printing its own
+    assert sum(1 for line in done.stdout.splitlines() if line.startswith("step ")) == 2
+    assert (out / "adapter_model.safetensors").is_file()
+
+
 def test_early_stopping_triggers_and_says_which_checkpoint_is_kept(tmp_path, data):
     out = tmp_path / "run"
     done = train(out, data, "--set", "eval_steps=2", "--set", "early_stopping_patience=1",

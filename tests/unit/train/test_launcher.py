@@ -33,3 +33,54 @@ def test_an_accelerate_config_passes_through_unchanged(tmp_path):
 def test_cpu_processes_use_torchrun():
     command = launch_command(["train"], 2, None, cpu=True)
     assert command[1:3] == ["-m", "torch.distributed.run"] and "--nproc_per_node=2" in command
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, False),
+    ({"LORAWIZ_LAUNCHED": "1"}, True),  # lorawiz's own relaunch
+    ({"WORLD_SIZE": "2", "LOCAL_RANK": "1"}, True),  # torchrun, accelerate launch --multi_gpu
+    ({"ACCELERATE_DYNAMO_BACKEND": "no"}, True),  # accelerate launch with one process
+])
+def test_a_process_started_by_any_launcher_does_not_launch_again(monkeypatch, env, expected):
+    from lorawiz.train import launcher
+
+    for name in ("LORAWIZ_LAUNCHED", "WORLD_SIZE", "LOCAL_RANK", "ACCELERATE_DYNAMO_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert launcher.launched() is expected
+
+
+def test_accelerate_num_processes_is_read_and_checked(monkeypatch):
+    from lorawiz.train.launcher import requested_processes
+
+    monkeypatch.delenv("ACCELERATE_NUM_PROCESSES", raising=False)
+    assert requested_processes() is None
+    monkeypatch.setenv("ACCELERATE_NUM_PROCESSES", "4")
+    assert requested_processes() == 4
+    monkeypatch.setenv("ACCELERATE_NUM_PROCESSES", "two")
+    with pytest.raises(LorawizError, match="ACCELERATE_NUM_PROCESSES=two"):
+        requested_processes()
+
+
+def test_the_users_mixed_precision_passes_to_the_children(monkeypatch):
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
+    command = launch_command(["train"], 2, None, cpu=False)
+    assert command[command.index("--mixed_precision") + 1] == "fp16"
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION")
+    command = launch_command(["train"], 2, None, cpu=False)
+    assert command[command.index("--mixed_precision") + 1] == "no"  # read by the children as "not set"
+
+
+@pytest.mark.parametrize(("value", "bf16", "fp16"), [("fp16", None, True), ("bf16", True, None), ("no", None, None)])
+def test_accelerates_mixed_precision_is_a_setting_below_the_config_file(tmp_path, value, bf16, fp16):
+    from lorawiz.config.resolve import resolve_config
+
+    resolved = resolve_config(environ={"ACCELERATE_MIXED_PRECISION": value})
+    assert (resolved.value("bf16"), resolved.value("fp16")) == (bf16, fp16)
+    if value != "no":
+        assert resolved.source(value).label == f"env ACCELERATE_MIXED_PRECISION={value}"
+    config = tmp_path / "run.yaml"
+    config.write_text("bf16: true\n")
+    resolved = resolve_config(config, environ={"ACCELERATE_MIXED_PRECISION": "fp16"})
+    assert (resolved.value("bf16"), resolved.value("fp16")) == (True, None)  # the file wins; the env's side cleared
