@@ -42,7 +42,7 @@ RUN_CONTENTS = (
     "eval_results.json", "trainer_state.json", "training_args.bin", "README.md", "demo_results.json", "eval-*.json",
     "adapter_config.json", "adapter_model.*", "tokenizer*", "special_tokens_map.json", "added_tokens.json",
     "chat_template.*", "vocab.*", "merges.txt", "spiece.model", "sentencepiece.*.model", "checkpoint-*",
-    "tmp-checkpoint-*", "runs", LOCK, ".*.tmp",
+    "tmp-checkpoint-*", "runs", "logs", LOCK, ".*.tmp",
 )
 SHOWN = 5  # names listed in a message
 

@@ -66,6 +66,8 @@ class Plan:
     steps: int = 0  # optimizer steps of the whole run (0: no data statistics)
     steps_per_epoch: int = 0
     train_rows: int = 0  # rows trained on, after the validation hold-out
+    effective_batch: int = 0  # rows per optimizer step, all devices together
+    devices: int = 1  # GPUs (or processes) the batch is shared among
     notes: list[str] = field(default_factory=list)  # facts worth printing that are not warnings
 
     def value(self, name: str) -> Any:
@@ -201,6 +203,7 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
     accum = choose("gradient_accumulation_steps", max(1, math.ceil(target_batch / (micro * devices))),
                    f"effective batch {target_batch} = micro-batch {micro} x {devices} device(s) x accumulation")
     effective = micro * devices * accum
+    plan.effective_batch, plan.devices = effective, devices
 
     kind = "QLoRA (4-bit)" if quant != "none" else "16-bit LoRA"
     lr, lr_why = 2e-4, (f"{kind}: 2e-4, the QLoRA paper's rate up to 13B; it found 16-bit LoRA and QLoRA match "

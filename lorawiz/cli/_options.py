@@ -6,15 +6,20 @@ Each typed flag's parameter name is the config knob it sets, and it accepts both
 
 from __future__ import annotations
 
+import inspect
+import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
-from lorawiz.config.schema import knob_help
+from lorawiz.config.schema import KNOBS, knob_help
 
 CONFIG_PANEL = "Configuration"
 FLAG_PANEL = "Common settings (override presets and files)"
+ALL_PANEL = "Every other config key (same names as the config file, TrainingArguments and --config_file pipelines)"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _flag(name: str, *extra: str, short: str | None = None) -> Any:
@@ -43,6 +48,12 @@ def _complete_preset(incomplete: str) -> list[str]:
 ConfigArg = Annotated[
     Path | None,
     typer.Argument(help="A lorawiz config file (YAML or JSON, flat or sectioned).", show_default=False),
+]
+ConfigFileOpt = Annotated[
+    Path | None,
+    typer.Option("--config_file", "--config-file", metavar="PATH", help="The config file, given as a flag (as "
+                 "`train.py --config_file default.json` pipelines pass it); the same as CONFIG.",
+                 rich_help_panel=CONFIG_PANEL, show_default=False),
 ]
 PresetOpt = Annotated[
     str | None,
@@ -92,11 +103,57 @@ TYPED_FLAGS = (
 
 
 def typed_flags(params: dict[str, Any]) -> dict[str, Any]:
-    """The typed flags a command received (None = not given), keyed by knob name."""
-    return {name: params[name] for name in TYPED_FLAGS if params.get(name) is not None}
+    """The typed flags a command received (None = not given), keyed by knob name: its own parameters and the
+    ones `every_knob_as_flag` added (in `params["knobs"]`)."""
+    given = {name: params[name] for name in TYPED_FLAGS if params.get(name) is not None}
+    given.update({name: value for name, value in (params.get("knobs") or {}).items() if value is not None})
+    return given
 
 
 def flag_spellings() -> dict[str, str]:
-    """How to name each typed flag in messages and provenance."""
+    """How to name each flag in messages and provenance."""
     short = {"model_name_or_path": "--model", "train_file": "--data", "validation_file": "--val-data"}
-    return {name: short.get(name, "--" + name.replace("_", "-")) for name in TYPED_FLAGS}
+    return {name: short.get(name, "--" + name.replace("_", "-")) for name in KNOBS}
+
+
+def config_path(config: Path | None, config_file: Path | None) -> Path | None:
+    """CONFIG or --config_file; both is an error."""
+    from lorawiz.errors import LorawizError
+
+    if config and config_file and config != config_file:
+        raise LorawizError(f"two config files: {config} and --config_file {config_file}.",
+                           hint="Pass one; put further settings in it, or as flags.")
+    if config and str(config).lower() in ("true", "false", "yes", "no") and not config.exists():
+        raise LorawizError(f'"{config}" after a switch: switches take no value here (TrainingArguments\' '
+                           '`--bf16 True` style).', hint="Write --bf16 for true and --no-bf16 for false (any switch: "
+                                                         "--packing / --no-packing).")
+    return config or config_file
+
+
+def every_knob_as_flag(command: F) -> F:
+    """Give `command` a flag for every config key it does not declare itself (both spellings, `--lora-bias` and
+    `--lora_bias`; switches for booleans), in their own help panel. The command takes them as `**knobs`."""
+    signature = inspect.signature(command, eval_str=True)  # the commands' annotations are strings (PEP 563)
+    declared = set(signature.parameters)
+    params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    for name, knob in KNOBS.items():
+        if name in declared:
+            continue
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=_knob_flag(name, knob.type)))
+    command.__signature__ = signature.replace(parameters=params)  # what typer reads
+    return command
+
+
+def _knob_flag(name: str, kind: Any) -> Any:
+    dashed = name.replace("_", "-")
+    if kind is bool:
+        decls = [f"--{dashed}/--no-{dashed}"] + ([f"--{name}/--no_{name}"] if "_" in name else [])
+        return Annotated[bool | None, typer.Option(*decls, help=knob_help(name), rich_help_panel=ALL_PANEL,
+                                                   show_default=False)]
+    choices = [a for a in typing.get_args(kind) if isinstance(a, str)] if typing.get_origin(kind) is not None else []
+    type_ = kind if kind in (int, float) else str
+    metavar = "|".join(choices) if choices else {int: "INTEGER", float: "FLOAT", str: "TEXT"}.get(kind, "A,B,...")
+    decls = [f"--{dashed}"] + ([f"--{name}"] if "_" in name else [])
+    return Annotated[type_ | None, typer.Option(*decls, metavar=metavar, help=knob_help(name),
+                                                rich_help_panel=ALL_PANEL, show_default=False)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 
@@ -13,6 +14,7 @@ app = typer.Typer(help="Inspect configurations.", no_args_is_help=True, rich_mar
 
 
 @app.command("show")
+@opt.every_knob_as_flag
 @funnel
 def show(
     config: opt.ConfigArg = None,
@@ -43,6 +45,8 @@ def show(
     gradient_checkpointing: opt.GradCkptOpt = None,
     packing: opt.PackingOpt = None,
     cache_dir: opt.CacheDirOpt = None,
+    config_file: opt.ConfigFileOpt = None,
+    **knobs: Any,
 ) -> None:
     """Show the resolved configuration with the source of every value.
 
@@ -59,7 +63,7 @@ def show(
     from lorawiz.config.resolve import resolve_config
 
     resolved = resolve_config(
-        config,
+        opt.config_path(config, config_file),
         preset=preset,
         set_items=set_ or (),
         flags=opt.typed_flags(locals()),

@@ -13,11 +13,19 @@ from lorawiz.cli._funnel import funnel, reporting_outputs
 
 @funnel
 def merge_command(
-    adapter_dir: Annotated[Path, typer.Argument(metavar="ADAPTER_DIR", help="The output folder of lorawiz train "
-                                                "(or a checkpoint-N folder).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the merged model (a new folder).")],
-    base: Annotated[str | None, typer.Option("--base", metavar="MODEL", help="The base model [default: the one "
-                                             "named in adapter_config.json].")] = None,
+    adapter_dir: Annotated[Path | None, typer.Argument(metavar="ADAPTER_DIR", help="The output folder of lorawiz "
+                                                       "train (or a checkpoint-N folder).", show_default=False)
+                           ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", "--output_dir", "--output-dir",
+                                                help="Where to write the merged model (a new folder).",
+                                                show_default=False)] = None,
+    base: Annotated[str | None, typer.Option("--base", "--base_model", "--base-model", metavar="MODEL",
+                                             help="The base model [default: the one named in adapter_config.json]."
+                                             )] = None,
+    adapter_path: Annotated[Path | None, typer.Option("--adapter_path", "--adapter-path", metavar="PATH",
+                                                      help="The adapter, as a flag (as --config_file pipelines' "
+                                                           "merge scripts take it); the same as ADAPTER_DIR.",
+                                                      show_default=False)] = None,
     dtype: Annotated[str, typer.Option("--dtype", metavar="bf16|fp16|fp32", help="Precision of the merged "
                                        "weights.")] = "bf16",
     max_shard_size: Annotated[str, typer.Option("--max-shard-size", metavar="SIZE", help="Largest weight file, "
@@ -36,14 +44,20 @@ def merge_command(
     Examples:
       lorawiz merge outputs/my-run -o merged/my-model
       lorawiz merge outputs/my-run/checkpoint-400 -o merged/step400 --dtype fp16 --max-shard-size 2GB
+      lorawiz merge --base_model meta-llama/Llama-3.1-8B --adapter_path ./results --output_dir ./merged
     """
     from lorawiz.console import is_plain, say
+    from lorawiz.errors import LorawizError
     from lorawiz.libraries import hide_optional_kernel_warning, quiet_libraries
     from lorawiz.merge import merge_adapter
 
     hide_optional_kernel_warning()
     quiet_libraries(plain=is_plain())
 
+    adapter_dir = _one_adapter(adapter_dir, adapter_path)
+    if output is None:
+        raise LorawizError("no output folder.", hint="Pass -o DIR (or --output_dir DIR): a new folder for the merged "
+                                                     "model.")
     check_shard_size(max_shard_size)
     with reporting_outputs([output]):
         report = merge_adapter(adapter_dir, output, base=base, dtype=dtype, max_shard_size=max_shard_size,
@@ -54,6 +68,17 @@ def merge_command(
     size = report.bytes_written
     say(f"wrote {report.output} ({size / 2**30:.2f} GiB)" if size >= 2**30 else
         f"wrote {report.output} ({size / 2**20:.1f} MiB)")
+
+
+def _one_adapter(positional: Path | None, flag: Path | None) -> Path:
+    from lorawiz.errors import LorawizError
+
+    if positional and flag and positional != flag:
+        raise LorawizError(f"two adapters: {positional} and --adapter_path {flag}.", hint="Pass one.")
+    if not (positional or flag):
+        raise LorawizError("no adapter to merge.", hint="Pass the run folder: lorawiz merge outputs/my-run -o DIR "
+                                                        "(or --adapter_path outputs/my-run).")
+    return positional or flag
 
 
 SHARD_SIZE = re.compile(r"^\s*(\d+(\.\d*)?|\.\d+)\s*(TB|GB|MB|KB)\s*$", re.IGNORECASE)  # huggingface_hub's units

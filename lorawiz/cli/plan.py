@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -12,6 +12,7 @@ from lorawiz.cli._funnel import funnel
 DOES_NOT_FIT = 3
 
 
+@opt.every_knob_as_flag
 @funnel
 def plan_command(
     config: opt.ConfigArg = None,
@@ -46,6 +47,8 @@ def plan_command(
     gradient_checkpointing: opt.GradCkptOpt = None,
     packing: opt.PackingOpt = None,
     cache_dir: opt.CacheDirOpt = None,
+    config_file: opt.ConfigFileOpt = None,
+    **knobs: Any,
 ) -> None:
     """Plan a run: every value with its reason and source, the memory it needs, and how long it takes.
 
@@ -64,7 +67,8 @@ def plan_command(
     from lorawiz.config.resolve import resolve_config
     from lorawiz.planning import fill_from_plan, gather, make_plan, plan_json
 
-    resolved = resolve_config(config, preset=preset, set_items=set_ or (), flags=opt.typed_flags(locals()),
+    resolved = resolve_config(opt.config_path(config, config_file), preset=preset, set_items=set_ or (),
+                              flags=opt.typed_flags(locals()),
                               flag_names=opt.flag_spellings())
     inputs = gather(resolved, hardware)
     plan = make_plan(inputs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -11,6 +11,7 @@ from lorawiz.cli import _options as opt
 from lorawiz.cli._funnel import funnel
 
 
+@opt.every_knob_as_flag
 @funnel
 def train_command(
     config: opt.ConfigArg = None,
@@ -61,6 +62,8 @@ def train_command(
     gradient_checkpointing: opt.GradCkptOpt = None,
     packing: opt.PackingOpt = None,
     cache_dir: opt.CacheDirOpt = None,
+    config_file: opt.ConfigFileOpt = None,
+    **knobs: Any,
 ) -> None:
     """Train a LoRA or QLoRA adapter: plan for this machine, then train, evaluate and save.
 
@@ -92,7 +95,8 @@ def train_command(
         if processes > 1 or accelerate_config:
             raise typer.Exit(launcher.relaunch(sys.argv[1:], processes, accelerate_config, cpu))
 
-    resolved = resolve_config(config, preset=preset, set_items=set_ or (), flags=opt.typed_flags(locals()),
+    resolved = resolve_config(opt.config_path(config, config_file), preset=preset, set_items=set_ or (),
+                              flags=opt.typed_flags(locals()),
                               flag_names=opt.flag_spellings())
     request = TrainRequest(resolved, backend=backend, resume=resume, dry_run=dry_run, overwrite=overwrite,
                            plain=is_plain(), hardware_spec=hardware, argv=sys.argv[1:], reporter=reporter())

@@ -62,7 +62,8 @@ def read_config_file(path: str | Path, kind: str = "file") -> Layer:
 # Knobs that hold paths. A relative one in a file means "next to this file" when it is there, so a config runs from
 # any folder; otherwise it keeps its usual meaning, relative to the current folder (as flat `--config_file`
 # pipelines, run from their repository's root, expect).
-PATH_KNOBS = ("model_name_or_path", "train_file", "validation_file", "output_dir", "cache_dir", "dataset_cache_dir")
+PATH_KNOBS = ("model_name_or_path", "train_file", "validation_file", "output_dir", "logging_dir", "cache_dir",
+              "dataset_cache_dir")
 
 
 def anchored(value: str, folder: Path) -> str:

@@ -179,8 +179,9 @@ def env_layer(environ: Mapping[str, str]) -> Layer:
     if precision in ("bf16", "fp16"):
         layer.set(precision, True, where, label=where)
     elif precision not in ("", "no"):
-        layer.problems.append(Problem(where, f"lorawiz trains in bf16, fp16 or fp32, not {precision}. Launch with "
-                                             "--mixed_precision bf16, fp16 or no."))
+        layer.problems.append(Problem(where, f"lorawiz trains in bf16, fp16 or fp32, not {precision}. Set "
+                                             "ACCELERATE_MIXED_PRECISION (accelerate's mixed precision) to bf16, fp16 "
+                                             "or no."))
     return layer
 
 

@@ -146,6 +146,7 @@ SECTIONS: dict[str, tuple[Knob, ...]] = {
     ),
     "logging": (
         _k("output_dir", str, "outputs/lorawiz-run", "Where the adapter, checkpoints, logs and metrics go."),
+        _k("logging_dir", str, None, "Where the TensorBoard events go (default: <output_dir>/logs)."),
         _k("logging_steps", int, None, "Log loss, learning rate and speed every N steps.", auto=True, gt=0),
         _k("eval_strategy", Literal["no", "steps", "epoch"], "steps",
            "When to evaluate: every eval_steps, per epoch, or never."),
@@ -164,6 +165,8 @@ SECTIONS: dict[str, tuple[Knob, ...]] = {
     "dataloader": (
         _k("dataloader_num_workers", int, 0, "Background processes that prepare batches; 0 loads in the main process.",
            ge=0),
+        _k("remove_unused_columns", bool, True, "Whether the trainer drops data columns the model does not take. "
+           "Trains the same either way: lorawiz's tokenised data holds only the columns training uses."),
     ),
 }
 

@@ -8,6 +8,7 @@ import difflib
 import functools
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from lorawiz.config.layers import DEFAULT, Source, derived
@@ -112,7 +113,7 @@ def validate(values: Mapping[str, Any], sources: Mapping[str, Source], problems:
 
 # Defaults that follow another choice; re-derived whenever the values change (a plan, an adjustment).
 DERIVED = ("validation_file", "eval_strategy", "load_best_model_at_end", "early_stopping_patience", "save_strategy",
-           "greater_is_better")
+           "greater_is_better", "logging_dir")
 
 
 def derive_defaults(values: Mapping[str, Any], sources: Mapping[str, Source]
@@ -138,6 +139,9 @@ def derive_defaults(values: Mapping[str, Any], sources: Mapping[str, Source]
         derive("validation_file", "builtin:triage:validation", "builtin:triage brings its validation part")
     if is_default("eval_strategy") and not values.get("validation_file") and values.get("val_split") == 0:
         derive("eval_strategy", "no", "no validation data")
+    elif (is_default("eval_strategy") and not is_default("save_strategy")
+          and values.get("save_strategy") in ("steps", "epoch")):
+        derive("eval_strategy", values["save_strategy"], "follows save_strategy, so that every checkpoint is scored")
     evaluating = values.get("eval_strategy") != "no"
     if not evaluating:
         if is_default("load_best_model_at_end"):
@@ -146,6 +150,8 @@ def derive_defaults(values: Mapping[str, Any], sources: Mapping[str, Source]
             derive("early_stopping_patience", 0, "no evaluation")
     elif is_default("save_strategy") and values.get("save_strategy") != values.get("eval_strategy"):
         derive("save_strategy", values.get("eval_strategy"), "follows eval_strategy")
+    if is_default("logging_dir") and isinstance(values.get("output_dir"), str) and values["output_dir"]:
+        derive("logging_dir", str(Path(values["output_dir"]) / "logs"), "under output_dir")
     metric = values.get("metric_for_best_model")
     if values.get("greater_is_better") is None and isinstance(metric, str):
         derive("greater_is_better", "loss" not in metric, f"from {metric}")

@@ -151,6 +151,14 @@ def warmup(cfg: Any) -> int | float:
     return float(planned(cfg, "warmup_ratio"))
 
 
+def tensorboard_dir(cfg: Any) -> str:
+    """Where the TensorBoard events go: logging_dir (derived as <output_dir>/logs unless set)."""
+    import os
+
+    log = cfg.logging
+    return os.path.expanduser(log.logging_dir or os.path.join(log.output_dir, "logs"))
+
+
 def sft_config(cfg: Any, *, output_dir: str, on_gpu: bool, train_rows: int, world_size: int = 1,
                flash_attention: bool = False, liger: bool = False, extra: dict[str, Any] | None = None) -> Any:
     """TRL's SFTConfig (transformers' TrainingArguments plus TRL's data settings) for this run."""
@@ -192,6 +200,7 @@ def sft_config(cfg: Any, *, output_dir: str, on_gpu: bool, train_rows: int, worl
         greater_is_better=log.greater_is_better,
         report_to=list(log.report_to) or "none",
         dataloader_num_workers=cfg.dataloader.dataloader_num_workers,
+        remove_unused_columns=cfg.dataloader.remove_unused_columns,
         max_length=planned(cfg, "max_seq_length"),
         packing=planned(cfg, "packing"),
         # Rows of similar length in one batch: the padding a batch carries shrinks from the long tail's to a few %.

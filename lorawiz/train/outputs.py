@@ -31,7 +31,9 @@ def write_run_config(output_dir: Path, resolved: Any) -> None:
         if isinstance(values[name], str):
             values[name] = anchored(values[name], Path.cwd())
     comments = {name: resolved.source(name).explained for name in values}
-    write_config_file(output_dir / "lorawiz.yaml", redacted(values), header, comments)
+    # a derived logging_dir is left out: it follows --output-dir when the file re-runs, not this run's folder
+    skip = {"logging_dir": resolved.source("logging_dir").kind == "derived"}
+    write_config_file(output_dir / "lorawiz.yaml", redacted(values), header, comments, skip)
 
 
 def save_outputs(trainer: Any, tokenizer: Any, resolved: Any, result: Any, output_dir: Path, model_name: str,

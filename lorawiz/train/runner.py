@@ -339,6 +339,8 @@ def _train_once(ctx: RunContext, data: Any, checkpoint: Path | None, fingerprint
         callbacks.append(stopper)
     if ctx.fault is not None:
         callbacks.append(ctx.fault)
+    # transformers 5 takes the TensorBoard folder from the environment only (TrainingArguments lost logging_dir)
+    os.environ["TENSORBOARD_LOGGING_DIR"] = make.tensorboard_dir(cfg)
     trainer = ctx.backend.trainer(loaded, data.train, data.eval, args, callbacks, lengths=data.train_lengths)
     monitor.attach(trainer)  # drops the Trainer's own printer/progress callbacks
     stop.install()

@@ -38,6 +38,29 @@ def plan_rows(plan: Any, resolved: Any) -> list[PlanRow]:
     return rows + defaults
 
 
+def _int(resolved: Any, name: str) -> int:
+    return int(resolved.value(name) or 1)
+
+
+def early_stopping_line(resolved: Any, plan: Any) -> str | None:
+    """What early_stopping_patience means for this run: evaluations, and the steps or epochs they span."""
+    patience = resolved.value("early_stopping_patience")
+    strategy = resolved.value("eval_strategy")
+    if not patience or strategy == "no":
+        return None
+    threshold = resolved.value("early_stopping_threshold")
+    better = f"by more than {threshold:.0%}" if threshold else "at all"
+    if strategy == "epoch":
+        span = f"{patience} epoch{'s' if patience > 1 else ''}"
+    else:
+        every = _int(resolved, "eval_steps")
+        span = f"{patience * every:,} steps, evaluating every {every:,}"
+        if plan.steps_per_epoch:
+            span += f"; {patience * every / plan.steps_per_epoch:.2g} epochs"
+    return (f"early stopping: after {patience} evaluation{'s' if patience > 1 else ''} in a row that do not improve "
+            f"{resolved.value('metric_for_best_model')} {better} ({span})")
+
+
 def _why_set(source: Any) -> str:
     if source.kind == "preset":
         return f"set by the {source.label}"
@@ -121,6 +144,14 @@ def render_plan(inputs: Any, plan: Any, resolved: Any, plain: bool, notes: list[
     if plan.steps:
         parts.append(Text(f"\nsteps: {plan.steps:,} optimizer steps ({plan.steps_per_epoch:,} an epoch, "
                           f"{plan.train_rows:,} training rows)"))
+    if plan.effective_batch:
+        on = "GPU" if not inputs.hardware.is_cpu_only else "process"
+        micro, accum = _int(resolved, "per_device_train_batch_size"), _int(resolved, "gradient_accumulation_steps")
+        parts.append(Text(f"batch: effective {micro * accum * plan.devices:,} rows a step = micro-batch {micro:,} x "
+                          f"accumulation {accum:,} x {plan.devices} {on}{'s' if plan.devices > 1 else ''}"))
+    stopping = early_stopping_line(resolved, plan)
+    if stopping:
+        parts.append(Text(stopping))
     for note in plan.notes:
         parts.append(Text(f"note: {note}"))
     if plan.time:

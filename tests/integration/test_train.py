@@ -50,7 +50,7 @@ def test_a_full_run_writes_every_output(baseline):
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "lorawiz.yaml",
                  "training.log", "metrics.jsonl", "all_results.json", "README.md", "run.json"):
         assert (out / name).is_file(), name
-    assert list((out / "runs").rglob("events.out.tfevents.*")), "no TensorBoard events"
+    assert list((out / "logs").glob("events.out.tfevents.*")), "no TensorBoard events in <output_dir>/logs"
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["type"] == "train"] == list(range(1, 9))
     assert [r["step"] for r in records if r["type"] == "eval"] == [4, 8]

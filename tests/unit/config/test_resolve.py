@@ -106,9 +106,10 @@ def test_schema_covers_exactly_the_documented_keys():
     # The flat file above lists every key of the schema but warmup_ratio (it uses warmup_steps),
     # assistant_only_loss (added with training, issue 5: the loss mask is configurable) and group_by_length
     # (issue 8: length-grouped batches, on by default through the recommender) and dataset_cache_dir (issue 15:
-    # where tokenised data is cached).
+    # where tokenised data is cached), logging_dir and remove_unused_columns (issue 17: the keys of the documented
+    # default.json in tests/fixtures/configs, which test_config_file_pipelines.py loads).
     assert set(KNOBS) == set(FLAT_DEFAULT_JSON) | {"warmup_ratio", "assistant_only_loss", "group_by_length",
-                                                   "dataset_cache_dir"}
+                                                   "dataset_cache_dir", "logging_dir", "remove_unused_columns"}
 
 
 def test_sectioned_yaml_and_mixed_layouts_load(tmp_path):

@@ -126,6 +126,8 @@ CASES = [
     Case("optim", "adafactor", lambda b: str(b.sft.optim.value), expected="adafactor"),
     # logging
     Case("output_dir", "OUT", _sft("output_dir")),
+    # transformers 5 reads the TensorBoard folder from TENSORBOARD_LOGGING_DIR only, which the runner sets from this
+    Case("logging_dir", "/tmp/lorawiz-test-logs", lambda b: make.tensorboard_dir(b.resolved.config)),
     Case("logging_steps", 3, _sft("logging_steps")),
     Case("eval_strategy", "no", lambda b: str(b.sft.eval_strategy.value), expected="no",
          companions={"load_best_model_at_end": False, "early_stopping_patience": 0}),
@@ -140,6 +142,7 @@ CASES = [
     Case("report_to", [], _sft("report_to"), expected=[]),
     # dataloader
     Case("dataloader_num_workers", 2, _sft("dataloader_num_workers")),
+    Case("remove_unused_columns", False, _sft("remove_unused_columns")),
 ]
 
 
