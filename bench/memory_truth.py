@@ -287,9 +287,11 @@ CELLS = {
         # Combinations no single-factor cell shows, held out from every constant of lorawiz.memory.
         Cell("qwen2.5-7b", quantization="nf4-dq", seq=1024, micro_batch=2, dropout=0.05, held_out=True),
         Cell("llama3.1-8b", checkpointing=False, seq=1024, targets="q_proj,v_proj", held_out=True),
-        Cell("gemma2-2b", quantization="nf4", checkpointing=False, seq=1024, loss="nll", held_out=True),
+        # These two were held out and missed (-5.3%: softcapping's tanh on the nll path; -10.2%: the CPU's dropout
+        # mask has the input's dtype): lorawiz.memory was then fitted to them, so they are held out no more.
+        Cell("gemma2-2b", quantization="nf4", checkpointing=False, seq=1024, loss="nll"),
         Cell("llama3.2-1b", seq=1024, micro_batch=2, dropout=0.05, rank=64, held_out=True),
-        Cell("llama3.2-1b", checkpointing=False, dropout=0.05, held_out=True),  # dropout where activations count
+        Cell("llama3.2-1b", checkpointing=False, dropout=0.05),  # dropout where activations count
         dataclasses.replace(BASE, quantization="nf4", seq=4096),  # last: the slowest cell (half an hour)
     ],
     # A mixture of experts at full width (Qwen3-30B-A3B: 128 experts of width 768, 8 a token) in 16 and 4 bits.

@@ -59,6 +59,9 @@ LOGIT_SOFTCAPPING = frozenset({"gemma2"})
 # The plain "nll" loss peaks in its backward with three whole [tokens, vocab] fp32 tensors: the log-softmax it saved,
 # nll_loss's gradient and log-softmax's (measured: 3 x 250.5 MiB for 512 tokens of a 128,256-token vocabulary).
 NLL_LOGIT_BYTES = 4 + 4 + 4
+# With softcapping the nll path also keeps tanh's output in the compute dtype for its backward (measured on Gemma 2 at
+# 1,024 tokens: 500 MiB of bf16 [1024, 256000] beside the three fp32 tensors; the held-out cell was 5.3% under
+# before this term).
 
 # Architectures transformers runs with eager attention (no SDPA path: gpt-oss's attention sinks), which keeps each
 # head's [seq, seq + 1] softmax for backward (modeling_gpt_oss.eager_attention_forward).
@@ -201,7 +204,8 @@ def layer_activation_bytes(model: Any, shape: TrainingShape) -> tuple[float, str
       - LoRA: with fp32 adapters each wrapped Linear keeps its own bf16 copy of its input (peft casts the input to
         the adapter's dtype, autocast casts it back); with the bf16 adapters of the QLoRA path the inputs are kept
         as they are (the two norms' outputs, down_proj's input); with dropout > 0 each wrapped Linear keeps its
-        dropped input and a 1-byte mask; and each keeps the r-wide output of A;
+        dropped input and the mask (CUDA's is 1-byte bool; the CPU's has the dropped input's dtype: the held-out
+        CPU cell was 10.2% under with a 1-byte mask); and each keeps the r-wide output of A;
     in the compute dtype.
     This follows the per-tensor accounting of Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large
     Transformer Models", section 4.1), adapted to Llama-style layers with frozen weights.
@@ -224,7 +228,8 @@ def layer_activation_bytes(model: Any, shape: TrainingShape) -> tuple[float, str
     wrapped = targeted_linears(model, shape.target_modules)
     lora = sum(a * shape.lora_r for _ in wrapped)
     if shape.lora_dropout > 0:
-        lora += sum((a + 1) * fan_in for fan_in, _ in wrapped.values())
+        mask = 1 if shape.on_gpu else _adapter_bytes(shape)  # the dropout runs in the adapters' dtype
+        lora += sum((a + mask) * fan_in for fan_in, _ in wrapped.values())
     elif _adapter_bytes(shape) != a:  # peft casts the input to the adapters' dtype, autocast casts it back
         lora += sum(a * fan_in for fan_in, _ in wrapped.values())
     else:  # bf16 adapters take the Linears' own inputs: the norms' outputs and down_proj's (o_proj's is SDPA's)
@@ -256,8 +261,9 @@ def loss_bytes(model: Any, shape: TrainingShape) -> tuple[float, str]:
     """The loss at its worst moment, over the final hidden states."""
     tokens = shape.tokens
     if shape.loss == "nll":
-        size = tokens * model.vocab * NLL_LOGIT_BYTES
-        return size, f"{tokens:,} tokens x {model.vocab:,} vocab x {NLL_LOGIT_BYTES} B (whole logits)"
+        per = NLL_LOGIT_BYTES + (DTYPE_BYTES[shape.precision] if model.architecture in LOGIT_SOFTCAPPING else 0)
+        size = tokens * model.vocab * per
+        return size, f"{tokens:,} tokens x {model.vocab:,} vocab x {per} B (whole logits)"
     chunk = min(LOSS_CHUNK_TOKENS, tokens)
     count = LOSS_CHUNK_FP32_TENSORS + (1 if model.architecture in LOGIT_SOFTCAPPING else 0)
     size = count * chunk * model.vocab * 4
