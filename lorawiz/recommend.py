@@ -48,6 +48,8 @@ class Choice:
     value: Any
     reason: str
     source: Any = None  # None: the recommender's own choice
+    # A preset's value where the recommender would choose another: (its value, its reason), said in the plan
+    alternative: tuple[Any, str] | None = None
 
     @property
     def by_recommender(self) -> bool:
@@ -158,6 +160,9 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
 
     def choose(name: str, value: Any, reason: str) -> Any:
         choice = fixed.get(name) or Choice(value, reason)
+        if (choice.source is not None and choice.source.kind == "preset" and value is not None
+                and choice.value != value):
+            choice = Choice(choice.value, choice.reason, choice.source, alternative=(value, reason))
         plan.values[name] = choice
         return choice.value
 

@@ -32,6 +32,11 @@ def plan_rows(plan: Any, resolved: Any) -> list[PlanRow]:
         source = resolved.source(name)
         choice = plan.values.get(name)
         reason = source.reason or (choice.reason if choice is not None else "") or _why_set(source)
+        if choice is not None and choice.alternative is not None and source.kind == "preset":
+            from lorawiz.config.schema import format_value
+
+            other, why = choice.alternative
+            reason += f"; the recommender would take {format_value(other)} ({why})"
         label = "default" if source.kind == "derived" else source.label  # the why is in its own column
         row = PlanRow(name, value, label, source.kind, reason)
         (defaults if source.kind == "default" and choice is None else rows).append(row)
