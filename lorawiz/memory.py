@@ -90,6 +90,7 @@ class TrainingShape:
     loss: str = "chunked_nll"  # TRL's SFTConfig.loss_type: chunked_nll (its default) or nll
     gradient_accumulation: int = 1  # above 1 the adapter gradients stay alive through the forward passes too
     on_gpu: bool = True  # False: CPU training, no CUDA context or allocator slack
+    adapted_layers: int | None = None  # layers_to_transform: how many decoder layers get adapters (None: all)
 
     @property
     def tokens(self) -> int:
@@ -143,7 +144,8 @@ def targeted_linears(model: Any, targets: Iterable[str] | str) -> dict[str, tupl
     return {name: shapes[name] for name in targets if name in shapes}
 
 
-def lora_parameters(model: Any, r: int, targets: Iterable[str] | str = "all-linear") -> int:
+def lora_parameters(model: Any, r: int, targets: Iterable[str] | str = "all-linear", layers: int | None = None
+                    ) -> int:
     """Trainable LoRA parameters: r x (in + out) for each wrapped linear in each layer (Hu et al. 2021).
 
     A mixture of experts adds, for "all-linear", what peft (0.21 with transformers 5) wraps in place of the v4
@@ -154,7 +156,7 @@ def lora_parameters(model: Any, r: int, targets: Iterable[str] | str = "all-line
     if targets == "all-linear" and model.is_moe and model.lora_wraps_experts:
         hidden, width, experts = model.hidden, model.expert_intermediate, model.experts
         per_layer += 2 * r * experts * (hidden + 2 * width) + r * experts * (width + hidden) + r * (hidden + experts)
-    return per_layer * model.layers
+    return per_layer * (model.layers if layers is None else min(layers, model.layers))
 
 
 def weight_bytes(model: Any, shape: TrainingShape) -> tuple[float, str]:
@@ -278,7 +280,8 @@ def estimate_memory(model: Any, shape: TrainingShape) -> MemoryBreakdown:
     out = MemoryBreakdown()
     weights, formula = weight_bytes(model, shape)
     out.add("base weights", weights, formula)
-    trainable = lora_parameters(model, shape.lora_r, shape.target_modules)
+    # layers_to_transform: fewer adapters, exactly; their activations are still counted on every layer (an upper bound)
+    trainable = lora_parameters(model, shape.lora_r, shape.target_modules, shape.adapted_layers)
     out.trainable_parameters = trainable
     size = _adapter_bytes(shape)
     out.add("LoRA weights", trainable * size, f"{trainable:,} adapter parameters x {size} bytes")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lorawiz.config.layers import Source, adjusted, recommended
+from lorawiz.config.schema import format_value
 from lorawiz.errors import LorawizError
 from lorawiz.recommend import Choice, DataFacts, Plan, recommend
 
@@ -134,6 +135,13 @@ def given_choices(resolved: Any) -> dict[str, Choice]:
 
 def make_plan(inputs: PlanInputs) -> Plan:
     resolved = inputs.resolved
+    chosen = resolved.value("layers_to_transform") or []
+    outside = [index for index in chosen if not 0 <= index < inputs.model.layers]
+    if outside:
+        source = resolved.source("layers_to_transform")
+        raise LorawizError(f"layers_to_transform {format_value(outside)} ({source.where or source.label}): "
+                           f"{inputs.model.name} has layers 0 to {inputs.model.layers - 1}.",
+                           hint="Give indices in that range, or leave it unset for adapters on every layer.")
     return recommend(inputs.hardware, inputs.model, inputs.data, resolved.config.data.task,
                      given_choices(resolved), resolved.flat())
 
@@ -168,6 +176,8 @@ def adapt_to_machine(resolved: Any, machine: Any, planned_for: str | None, world
         changes[name] = (value, adjusted(reason))
         notes.append(f"{name}: {resolved.value(name)} -> {value} ({reason})")
 
+    if cfg.optimization.tf32 and (machine.is_cpu_only or not machine.supports_bf16):
+        change("tf32", False, "TF32 needs an NVIDIA GPU of compute capability 8.0 or newer (Ampere)")
     if machine.is_cpu_only:
         for precision in ("bf16", "fp16"):
             if getattr(cfg.optimization, precision):

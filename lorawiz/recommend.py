@@ -190,10 +190,13 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
         plan.warnings.append("the target machine's RAM is unknown: the memory fit is not checked")
     plan.budget_bytes = budget
 
+    chosen_layers = settings.get("layers_to_transform")
+    adapted = len(set(chosen_layers)) if chosen_layers else None
+
     def shape(quant: str, micro: int, ckpt: bool) -> TrainingShape:
         return TrainingShape(precision=precision, quantization=quant, lora_r=rank, target_modules=targets,
                              optimizer=optim, micro_batch=micro, seq_len=seq_len, gradient_checkpointing=ckpt,
-                             lora_dropout=dropout, on_gpu=gpu)
+                             lora_dropout=dropout, on_gpu=gpu, adapted_layers=adapted)
 
     quant = _choose_quantization(model, shape, budget, gpu, fixed, plan, choose)
     rows = data.rows or 0

@@ -153,7 +153,15 @@ def _knob_flag(name: str, kind: Any) -> Any:
                                                    show_default=False)]
     choices = [a for a in typing.get_args(kind) if isinstance(a, str)] if typing.get_origin(kind) is not None else []
     type_ = kind if kind in (int, float) else str
-    metavar = "|".join(choices) if choices else {int: "INTEGER", float: "FLOAT", str: "TEXT"}.get(kind, "A,B,...")
+    help_ = knob_help(name)
+    if len(choices) > 4:  # a long list reads better in the help than in the metavar
+        metavar, help_ = "NAME", f"{help_} One of: {', '.join(choices)}."
+    elif choices:
+        metavar = "|".join(choices)
+    elif typing.get_origin(kind) is dict:
+        metavar = "YAML"
+    else:
+        metavar = {int: "INTEGER", float: "FLOAT", str: "TEXT"}.get(kind, "A,B,...")
     decls = [f"--{dashed}"] + ([f"--{name}"] if "_" in name else [])
-    return Annotated[type_ | None, typer.Option(*decls, metavar=metavar, help=knob_help(name),
-                                                rich_help_panel=ALL_PANEL, show_default=False)]
+    return Annotated[type_ | None, typer.Option(*decls, metavar=metavar, help=help_, rich_help_panel=ALL_PANEL,
+                                                show_default=False)]

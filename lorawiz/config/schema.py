@@ -109,6 +109,8 @@ SECTIONS: dict[str, tuple[Knob, ...]] = {
         _k("use_rslora", bool, False, "rank-stabilised scaling (alpha / sqrt(r)): helps at large ranks."),
         _k("modules_to_save", list[str], None,
            "Extra modules trained in full and saved (e.g. [lm_head, embed_tokens])."),
+        _k("layers_to_transform", list[int], None, "Only these decoder layers get adapters (e.g. [20, 21, 22, 23]; "
+           "default: every layer): fewer trainable parameters, less capacity."),
     ),
     "training": (
         _k("learning_rate", float, None, "Peak learning rate: too high diverges, too low learns slowly.",
@@ -130,6 +132,9 @@ SECTIONS: dict[str, tuple[Knob, ...]] = {
         _k("max_grad_norm", float, 1.0, "Gradient clipping: lower is steadier, 0.3 is the QLoRA paper's value.",
            ge=0.0),
         _k("lr_scheduler_type", Literal[SCHEDULERS], None, "Learning-rate schedule after warm-up.", auto=True),
+        _k("lr_scheduler_kwargs", dict[str, float | int | str], None, "The schedule's own settings, e.g. {min_lr: "
+           "1.0e-5} (cosine_with_min_lr), {num_cycles: 3} (cosine_with_restarts), {num_decay_steps: 200} "
+           "(warmup_stable_decay), {lr_end: 1.0e-7, power: 2} (polynomial)."),
         _k("seed", int, 42, "Random seed for initialisation, shuffling and the validation split."),
         _k("early_stopping_patience", int, 3,
            "Evaluations without improvement before stopping; 0 disables early stopping.", ge=0),
@@ -139,6 +144,8 @@ SECTIONS: dict[str, tuple[Knob, ...]] = {
     "optimization": (
         _k("bf16", bool, None, "bfloat16 mixed precision: fast and stable on compute capability >= 8.0.", auto=True),
         _k("fp16", bool, None, "float16 mixed precision for older GPUs; can overflow, needs loss scaling.", auto=True),
+        _k("tf32", bool, None, "TF32 matmuls for the fp32 parts of training (Ampere GPUs and newer): faster, a few "
+           "bits less precise; unset leaves torch's setting."),
         _k("gradient_checkpointing", bool, None, "Recompute activations: much less memory, ~30% slower steps.",
            auto=True),
         _k("optim", Literal[OPTIMIZERS], None,
@@ -204,7 +211,23 @@ KNOWN_ALIASES = {
 EXCLUSIVE_PAIRS = (("warmup_ratio", "warmup_steps"), ("bf16", "fp16"), ("load_in_4bit", "load_in_8bit"))
 
 DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "half": "float16", "float": "float32"}
-LIST_KNOBS = ("lora_target_modules", "modules_to_save", "report_to")
+LIST_KNOBS = ("lora_target_modules", "modules_to_save", "report_to", "layers_to_transform")
+
+# What each schedule accepts in lr_scheduler_kwargs (transformers.optimization's schedule functions), and what it
+# needs: one of the names in each tuple of `needs`.
+SCHEDULER_KWARGS: dict[str, tuple[frozenset[str], tuple[tuple[str, ...], ...]]] = {
+    "linear": (frozenset(), ()),
+    "constant": (frozenset(), ()),
+    "constant_with_warmup": (frozenset(), ()),
+    "cosine": (frozenset({"num_cycles"}), ()),
+    "cosine_with_restarts": (frozenset({"num_cycles"}), (("num_cycles",),)),
+    "cosine_with_min_lr": (frozenset({"num_cycles", "min_lr", "min_lr_rate"}), (("min_lr", "min_lr_rate"),)),
+    "polynomial": (frozenset({"lr_end", "power"}), ()),
+    "inverse_sqrt": (frozenset({"timescale"}), ()),
+    "reduce_lr_on_plateau": (frozenset({"factor", "patience", "threshold", "cooldown", "min_lr", "mode"}), ()),
+    "warmup_stable_decay": (frozenset({"num_decay_steps", "num_stable_steps", "min_lr_ratio", "num_cycles",
+                                       "warmup_type", "decay_type"}), (("num_decay_steps",),)),
+}
 
 
 def knob_help(name: str) -> str:
@@ -234,4 +257,6 @@ def format_value(value: Any) -> str:
         return f"{value:g}"
     if isinstance(value, list):
         return "[" + ", ".join(map(str, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {format_value(v)}" for k, v in value.items()) + "}"
     return str(value)

@@ -64,6 +64,22 @@ def normalize(name: str, value: Any) -> Any:
     """Accept the spellings people use: `fp16` for float16, comma lists, `none` for no trackers."""
     if name == "bnb_4bit_compute_dtype" and isinstance(value, str):
         return DTYPE_ALIASES.get(value.lower(), value.lower())
+    if name == "lr_scheduler_kwargs" and isinstance(value, str):  # a flag or --set: YAML or JSON text
+        from lorawiz.config import yaml12
+
+        try:
+            value = yaml12.load(value) if value.strip() else None
+        except Exception:  # noqa: BLE001 - left as it is, pydantic then names the problem
+            return value
+    if name == "lr_scheduler_kwargs" and isinstance(value, dict):
+        return {str(k): _number(v) for k, v in value.items()}  # YAML reads 1e-5 (no dot) as a string
+    if name == "layers_to_transform":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return [value]
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.strip("[]").split(",") if p.strip()]
+            return [int(p) if p.lstrip("-").isdigit() else p for p in parts]
+        return value
     if name in LIST_KNOBS and isinstance(value, str):
         if name == "lora_target_modules" and value == "all-linear":
             return value
@@ -76,6 +92,16 @@ def normalize(name: str, value: Any) -> Any:
         return "no" if value is False else value.lower() if isinstance(value, str) else value
     if name == "task" and isinstance(value, str):
         return {"domain-adaptation": "domain", "domain_adaptation": "domain"}.get(value.lower(), value.lower())
+    return value
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
     return value
 
 
@@ -169,6 +195,38 @@ def _field_message(section: str, name: str, err: Mapping[str, Any], raw: Any) ->
     return text
 
 
+def _scheduler_problems(train: Any, log: Any, src: Any) -> list[Problem]:
+    """lr_scheduler_kwargs against what the chosen schedule takes and needs (unset schedule: the recommender's
+    cosine)."""
+    from lorawiz.config.schema import SCHEDULER_KWARGS
+
+    name = train.lr_scheduler_type or "cosine"
+    kwargs = train.lr_scheduler_kwargs or {}
+    accepted, needs = SCHEDULER_KWARGS[name]
+    found = []
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        takes = ", ".join(sorted(accepted)) or "nothing"
+        found.append(Problem(src("lr_scheduler_kwargs", "lr_scheduler_type"),
+                             f"lr_scheduler_kwargs {', '.join(unknown)}: the {name} schedule takes {takes}."))
+    for options in needs:
+        if not any(option in kwargs for option in options):
+            example = {"num_cycles": "{num_cycles: 3}", "min_lr": "{min_lr: 1.0e-5}",
+                       "num_decay_steps": "{num_decay_steps: 200}"}[options[0]]
+            found.append(Problem(src("lr_scheduler_type", "lr_scheduler_kwargs"),
+                                 f"the {name} schedule needs lr_scheduler_kwargs {' or '.join(options)}, e.g. "
+                                 f"--set lr_scheduler_kwargs='{example}'."))
+    if name == "reduce_lr_on_plateau" and log.eval_strategy == "no":
+        found.append(Problem(src("lr_scheduler_type", "eval_strategy"), "reduce_lr_on_plateau lowers the rate when an "
+                                                                        "evaluation does not improve, but "
+                                                                        "eval_strategy is \"no\"."))
+    cycles = kwargs.get("num_cycles")
+    if name == "cosine_with_restarts" and isinstance(cycles, int | float) and cycles < 2:
+        found.append(Problem(src("lr_scheduler_kwargs"), f"cosine_with_restarts with num_cycles {cycles} never "
+                                                         "restarts (it is cosine); give 2 or more, or use cosine."))
+    return found
+
+
 def _cross_field_problems(cfg: Mapping[str, Any], sources: Mapping[str, Source]) -> list[Problem]:
     """Checks that no single field can make: conflicting precisions, impossible best-model tracking, ..."""
     opt, train, log, data, model = cfg["optimization"], cfg["training"], cfg["logging"], cfg["data"], cfg["model"]
@@ -215,6 +273,13 @@ def _cross_field_problems(cfg: Mapping[str, Any], sources: Mapping[str, Source])
     if data.packing and data.group_by_length:
         found.append(Problem(src("packing", "group_by_length"), "packing and group_by_length are both true; keep one "
                                                                 "(packing already leaves no padding)."))
+    found.extend(_scheduler_problems(train, log, src))
+    lora = cfg["lora"]
+    if lora.layers_to_transform and lora.lora_target_modules == "all-linear":
+        found.append(Problem(src("layers_to_transform", "lora_target_modules"),
+                             "layers_to_transform needs lora_target_modules as a list of names (peft cannot combine "
+                             "it with all-linear), e.g. [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
+                             "down_proj]."))
     if train.max_steps == 0:
         found.append(Problem(src("max_steps"), "max_steps 0 would train nothing: use -1 (no cap) or at least 1."))
     if log.greater_is_better and "loss" in log.metric_for_best_model:

@@ -84,6 +84,7 @@ def lora_config(cfg: Any) -> Any:
         r=planned(cfg, "lora_r"), lora_alpha=planned(cfg, "lora_alpha"), lora_dropout=planned(cfg, "lora_dropout"),
         target_modules=lora.lora_target_modules, bias=lora.lora_bias, use_dora=lora.use_dora,
         use_rslora=lora.use_rslora, modules_to_save=lora.modules_to_save, task_type="CAUSAL_LM",
+        layers_to_transform=lora.layers_to_transform,
     )
 
 
@@ -115,7 +116,7 @@ def unsloth_peft_kwargs(cfg: Any, model_type: str) -> dict[str, Any]:
             "lora_dropout": planned(cfg, "lora_dropout"), "target_modules": targets, "bias": lora.lora_bias,
             "use_gradient_checkpointing": "unsloth" if planned(cfg, "gradient_checkpointing") else False,
             "random_state": cfg.training.seed, "use_rslora": lora.use_rslora, "modules_to_save": lora.modules_to_save,
-            "max_seq_length": planned(cfg, "max_seq_length")}
+            "max_seq_length": planned(cfg, "max_seq_length"), "layers_to_transform": lora.layers_to_transform}
 
 
 def set_seed(cfg: Any) -> None:
@@ -182,6 +183,8 @@ def sft_config(cfg: Any, *, output_dir: str, on_gpu: bool, train_rows: int, worl
         weight_decay=train.weight_decay,
         max_grad_norm=train.max_grad_norm,
         lr_scheduler_type=planned(cfg, "lr_scheduler_type"),
+        lr_scheduler_kwargs=dict(train.lr_scheduler_kwargs or {}),
+        **({"tf32": cfg.optimization.tf32} if cfg.optimization.tf32 is not None else {}),
         warmup_steps=warmup(cfg),
         seed=train.seed,
         data_seed=train.seed,

@@ -61,7 +61,8 @@ def estimate_disk_need(cfg: Any, model: Any, steps: int, existing_checkpoints: i
 def trainable_parameters(cfg: Any, model: Any) -> int:
     """LoRA's A and B matrices, plus full copies of the modules_to_save PEFT knows the size of (embeddings and
     output layer; counted like adapter weights, an upper bound when they train in 16-bit)."""
-    count = lora_parameters(model, cfg.lora.lora_r, cfg.lora.lora_target_modules)
+    chosen = cfg.lora.layers_to_transform
+    count = lora_parameters(model, cfg.lora.lora_r, cfg.lora.lora_target_modules, len(set(chosen)) if chosen else None)
     sizes = model.parameters()
     for name in cfg.lora.modules_to_save or ():
         part = MODULE_PARAMETERS.get(name)

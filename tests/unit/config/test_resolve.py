@@ -109,7 +109,9 @@ def test_schema_covers_exactly_the_documented_keys():
     # where tokenised data is cached), logging_dir and remove_unused_columns (issue 17: the keys of the documented
     # default.json in tests/fixtures/configs, which test_config_file_pipelines.py loads).
     assert set(KNOBS) == set(FLAT_DEFAULT_JSON) | {"warmup_ratio", "assistant_only_loss", "group_by_length",
-                                                   "dataset_cache_dir", "logging_dir", "remove_unused_columns"}
+                                                   "dataset_cache_dir", "logging_dir", "remove_unused_columns",
+                                                   # issue 17, point 6: the schedules' settings and two knobs
+                                                   "lr_scheduler_kwargs", "tf32", "layers_to_transform"}
 
 
 def test_sectioned_yaml_and_mixed_layouts_load(tmp_path):
@@ -137,8 +139,8 @@ def test_precedence_defaults_preset_file_set_flags(tmp_path):
         flag_names={"seed": "--seed"},
     )
     cfg, src = resolved.config, {name: source.label for name, source in resolved.sources.items()}
-    assert (cfg.training.weight_decay, src["weight_decay"]) == (0.0, "preset default")
-    assert (cfg.training.max_grad_norm, src["max_grad_norm"]) == (0.3, "preset default")
+    assert (cfg.training.weight_decay, src["weight_decay"]) == (0.01, "preset default")  # the pipeline's value
+    assert (cfg.training.max_grad_norm, src["max_grad_norm"]) == (1.0, "preset default")
     assert (cfg.lora.lora_dropout, src["lora_dropout"]) == (0.05, "preset default")
     assert (cfg.lora.lora_r, src["lora_r"]) == (8, f"file {path}")
     assert (cfg.lora.lora_alpha, src["lora_alpha"]) == (64, "--set lora.lora_alpha")

@@ -104,6 +104,8 @@ CASES = [
     Case("use_dora", True, _lora("use_dora")),
     Case("use_rslora", True, _lora("use_rslora")),
     Case("modules_to_save", ["lm_head"], lambda b: list(b.lora.modules_to_save)),
+    Case("layers_to_transform", [1], lambda b: list(b.lora.layers_to_transform),
+         companions={"lora_target_modules": ["q_proj", "v_proj"]}),
     # training
     Case("learning_rate", 1e-3, _sft("learning_rate")),
     Case("num_train_epochs", 2.5, _sft("num_train_epochs")),
@@ -116,6 +118,7 @@ CASES = [
     Case("weight_decay", 0.1, _sft("weight_decay")),
     Case("max_grad_norm", 0.0, _sft("max_grad_norm")),
     Case("lr_scheduler_type", "linear", lambda b: str(b.sft.lr_scheduler_type.value), expected="linear"),
+    Case("lr_scheduler_kwargs", {"num_cycles": 0.25}, _sft("lr_scheduler_kwargs")),
     Case("seed", 0, lambda b: (b.sft.seed, b.sft.data_seed), expected=(0, 0)),
     Case("early_stopping_patience", 0, lambda b: b.stopper, expected=None),
     Case("early_stopping_threshold", 0.05, lambda b: b.stopper.info.threshold),
@@ -123,6 +126,7 @@ CASES = [
     Case("bf16", True, _sft("bf16")),
     Case("fp16", True, _sft("fp16")),
     Case("gradient_checkpointing", True, _sft("gradient_checkpointing")),
+    Case("tf32", False, _sft("tf32")),  # true needs an Ampere GPU, which transformers checks for
     Case("optim", "adafactor", lambda b: str(b.sft.optim.value), expected="adafactor"),
     # logging
     Case("output_dir", "OUT", _sft("output_dir")),
