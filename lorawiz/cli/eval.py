@@ -43,6 +43,14 @@ def eval_command(
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Longest sample answer in tokens.")] = 256,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Rows answered at once (and lm-eval's batch "
                                             "size).")] = 8,
+    prompt_template: Annotated[Path | None, typer.Option("--prompt-template", metavar="FILE", help="Your best "
+                                                         "prompt for the base model, a text file with {input} (each "
+                                                         "row's prompt) and optionally {labels}: the base is also "
+                                                         "asked with it, and the fine-tuned model must beat its "
+                                                         "best prompt.", show_default=False)] = None,
+    min_f1: Annotated[float | None, typer.Option("--min-f1", metavar="F1", help="A fixed bar: the fine-tuned "
+                                                 "macro-F1 must beat it (a tie does not); exit 3 when it does not.",
+                                                 show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --json file.")] = False,
 ) -> None:
     """Measure whether fine-tuning helped: base and fine-tuned model side by side, on the same rows.
@@ -56,6 +64,7 @@ def eval_command(
     Examples:
       lorawiz eval outputs/my-run --data val.jsonl
       lorawiz eval outputs/my-run --data val.jsonl --task classification --labels fire,flood,medical
+      lorawiz eval outputs/my-run --data val.jsonl --prompt-template best_prompt.txt --min-f1 0.615
       lorawiz eval merged/my-model --base Qwen/Qwen3-4B --data val.jsonl --general-data wiki.jsonl --json res.json
     """
     import json
@@ -77,9 +86,11 @@ def eval_command(
     check_writable(out, overwrite, flag="--overwrite", inputs=[data, general_data])  # before minutes of work
     if label_list is not None and len(label_list) < 2:
         raise LorawizError(f"--labels {labels}: give at least two labels.", hint="For example --labels yes,no.")
+    template = _read_template(prompt_template) if prompt_template else None
     request = EvalRequest(target, data, base=base, compare_base=compare_base, task=task, labels=label_list,
                           general_data=general_data, max_samples=max_samples, samples=samples, lm_eval=task_list,
-                          max_new_tokens=max_new_tokens, batch_size=batch_size)
+                          max_new_tokens=max_new_tokens, batch_size=batch_size, prompt_template=template,
+                          min_f1=min_f1)
     started = time.monotonic()
     try:
         report = run_eval(request, progress=lambda text: say(f"... {text}", stderr=True))
@@ -97,6 +108,22 @@ def eval_command(
         json.dump(report.as_dict() | {"seconds": round(time.monotonic() - started, 1)}, handle, indent=2)
         handle.write("\n")
     say(f"wrote {out}")
+    bar = report.bar()
+    if bar is not None and not bar[0]:
+        raise typer.Exit(BAR_NOT_MET)
+
+
+BAR_NOT_MET = 3
+
+
+def _read_template(path: Path) -> str:
+    from lorawiz.errors import LorawizError
+
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LorawizError(f"--prompt-template {path}: cannot be read ({exc}).",
+                           hint="Give a UTF-8 text file with {input} where each row's prompt goes.") from exc
 
 
 def _split_list(value: str | None, flag: str) -> list[str] | None:

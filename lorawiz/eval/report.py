@@ -18,6 +18,7 @@ ROLES = ("base", "fine_tuned")
 ROLE_NAMES = {"base": "base", "fine_tuned": "fine-tuned"}
 FORGETTING_THRESHOLD = 0.05  # a general-data perplexity rise above 5% is reported as forgetting (issue 7)
 AS_GIVEN, WITH_LABELS = "as given", "label list"  # the base is also asked with the label set spelled out
+YOUR_TEMPLATE = "your template"  # and with the user's own best prompt (--prompt-template)
 
 
 @dataclass
@@ -61,6 +62,7 @@ class EvalReport:
     samples: list[dict[str, Any]]  # prompt, reference and each model's answer
     general_data: str | None = None
     notes: list[str] = field(default_factory=list)
+    min_f1: float | None = None  # --min-f1: a fixed bar the fine-tuned macro-F1 must beat
     # for the view, which does not import lorawiz.eval (dependencies point downward)
     role_names: ClassVar[Mapping[str, str]] = ROLE_NAMES
     forgetting_threshold: ClassVar[float] = FORGETTING_THRESHOLD
@@ -93,14 +95,23 @@ class EvalReport:
         return change if change is not None and change > FORGETTING_THRESHOLD else None
 
     def verdict(self) -> tuple[bool, float, float, str] | None:
-        """(fine-tuned F1 >= base's best prompted F1, the two F1s, the base's best prompt) for classification."""
+        """(fine-tuned F1 > base's best prompted F1, the two F1s, the base's best prompt) for classification. A
+        tie is not "fine-tuning helped": it must beat the base."""
         if self.task != "classification" or not set(ROLES) <= set(self.results):
             return None
         base = self.results["base"]
         best = base.best_variant()
         tuned = self.results["fine_tuned"].classification[AS_GIVEN].macro_f1
         best_f1 = base.classification[best].macro_f1
-        return tuned >= best_f1, tuned, best_f1, best
+        return tuned > best_f1, tuned, best_f1, best
+
+    def bar(self) -> tuple[bool, float] | None:
+        """(fine-tuned macro-F1 > --min-f1, that F1), or None without a bar or a fine-tuned classification."""
+        tuned = self.results.get("fine_tuned") or self.results.get("base")
+        if self.min_f1 is None or self.task != "classification" or tuned is None:
+            return None
+        f1 = tuned.classification[AS_GIVEN].macro_f1
+        return f1 > self.min_f1, f1
 
     def as_dict(self) -> dict[str, Any]:
         out = {
@@ -117,6 +128,9 @@ class EvalReport:
             if verdict:
                 out["fine_tuned_beats_base"] = {"passed": verdict[0], "fine_tuned_macro_f1": verdict[1],
                                                 "base_best_macro_f1": verdict[2], "base_best_prompt": verdict[3]}
+            bar = self.bar()
+            if bar:
+                out["min_f1"] = {"bar": self.min_f1, "macro_f1": bar[1], "passed": bar[0]}
         if self.general_data:
             out["general_data"] = self.general_data
             out["change"]["general_perplexity"] = self.change("general", "perplexity")

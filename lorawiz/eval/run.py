@@ -20,7 +20,15 @@ from lorawiz.data.rows import count_rows, final_answer, iter_rows_at, rows_at, s
 from lorawiz.errors import LorawizError
 from lorawiz.eval.lm_harness import prepare_tasks, run_tasks
 from lorawiz.eval.metrics import classification_report, extract_label
-from lorawiz.eval.report import AS_GIVEN, ROLE_NAMES, WITH_LABELS, EvalReport, ModelResult, sample_record
+from lorawiz.eval.report import (
+    AS_GIVEN,
+    ROLE_NAMES,
+    WITH_LABELS,
+    YOUR_TEMPLATE,
+    EvalReport,
+    ModelResult,
+    sample_record,
+)
 from lorawiz.eval.scoring import generate_answers, mean_loss_view
 from lorawiz.models import Target, describe_target, eval_dtype_and_device, load_model, load_tokenizer_for
 
@@ -43,6 +51,8 @@ class EvalRequest:
     lm_eval: list[str] | None = None
     max_new_tokens: int = 256
     batch_size: int = 8
+    prompt_template: str | None = None  # the text of --prompt-template: {input} and optionally {labels}
+    min_f1: float | None = None
 
 
 def run_eval(request: EvalRequest, progress: Callable[[str], None] | None = None) -> EvalReport:
@@ -76,6 +86,10 @@ def run_eval(request: EvalRequest, progress: Callable[[str], None] | None = None
     # Rows held as Python objects: those answered one by one (every evaluated row for classification, the
     # --samples rows otherwise); the loss reads the tokenised cache.
     sample_rows = _sample_indices(evaluated, request.samples)
+    for flag, given in (("--prompt-template", request.prompt_template), ("--min-f1", request.min_f1)):
+        if given is not None and task != "classification":
+            raise LorawizError(f"{flag} is for classification data, but the task is {task}.",
+                               hint=f"Use --task classification, or drop {flag}.")
     if task == "classification":
         rows = dict(enumerate(rows_at(data_path, chosen)))
         labels, golds = _labels_and_golds(request, list(rows.values()))
@@ -84,7 +98,7 @@ def run_eval(request: EvalRequest, progress: Callable[[str], None] | None = None
         positions = [chosen[i] if chosen is not None else i for i in sample_rows]
         rows = dict(zip(sample_rows, rows_at(data_path, positions), strict=True))
     report = EvalReport(target, base if compare else None, request.data, evaluated, total, task,
-                        task_source, labels, {}, [], request.general_data)
+                        task_source, labels, {}, [], request.general_data, min_f1=request.min_f1)
     if not compare:
         report.notes.append("no base model to compare with: " + (
             "--no-compare-base" if request.compare_base is False else
@@ -104,12 +118,15 @@ def run_eval(request: EvalRequest, progress: Callable[[str], None] | None = None
             view = _loss_view(*general, tokenizer, run_config, max_seq_length, assistant_only=False)
             result.general = mean_loss_view(model, tokenizer, view, max_seq_length)
         if task == "classification":
-            variants = [AS_GIVEN, WITH_LABELS] if role == "base" else [AS_GIVEN]
+            variants = ([AS_GIVEN, WITH_LABELS] + ([YOUR_TEMPLATE] if request.prompt_template else [])
+                        if role == "base" else [AS_GIVEN])
             budget = max(len(tokenizer(label, add_special_tokens=False)["input_ids"]) for label in labels)
             ordered = [prompts[i] for i in range(evaluated)]
             for variant in variants:
                 progress(f"{name}: answering {evaluated:,} rows (prompt {variant})")
-                asked = ordered if variant == AS_GIVEN else [_with_label_list(p, labels) for p in ordered]
+                asked = (ordered if variant == AS_GIVEN else
+                         [_with_label_list(p, labels) for p in ordered] if variant == WITH_LABELS else
+                         [_with_template(p, request.prompt_template, labels) for p in ordered])
                 answers = generate_answers(model, tokenizer, asked, budget + LABEL_ANSWER_MARGIN,
                                            request.batch_size)
                 found = [extract_label(_without_reasoning(answer), labels) for answer in answers]
@@ -144,6 +161,12 @@ def _check_request(request: EvalRequest) -> None:
         if value is not None and value < least:
             raise LorawizError(f"{flag} {value}: must be at least {least}.", hint=f"Give {flag} {max(least, 1)} "
                                                                                    "or more.")
+    if request.min_f1 is not None and not 0 <= request.min_f1 <= 1:
+        raise LorawizError(f"--min-f1 {request.min_f1}: a macro-F1 is between 0 and 1.", hint="For example "
+                                                                                             "--min-f1 0.615.")
+    if request.prompt_template is not None and "{input}" not in request.prompt_template:
+        raise LorawizError("--prompt-template: the template has no {input}, where each row's prompt goes.",
+                           hint="Write the prompt with {input} (and {labels} for the label list if you like).")
 
 
 def _data_path(path: str) -> Path:
@@ -277,6 +300,18 @@ def _with_label_list(prompt: Sequence[Mapping[str, Any]], labels: Sequence[str])
             turn["content"] = f"{turn.get('content') or ''}\n\n{ask}"
             return turns
     return [*turns, {"role": "user", "content": ask}]
+
+
+def _with_template(prompt: Sequence[Mapping[str, Any]], template: str, labels: Sequence[str]) -> list[dict[str, Any]]:
+    """The last user turn put into the user's template: {input} is its text, {labels} the label list."""
+    turns = [dict(turn) for turn in prompt]
+    for turn in reversed(turns):
+        if turn.get("role") == "user":
+            turn["content"] = template.replace("{labels}", ", ".join(labels)).replace("{input}",
+                                                                                      turn.get("content") or "")
+            return turns
+    return [*turns, {"role": "user", "content": template.replace("{labels}", ", ".join(labels))
+                     .replace("{input}", "")}]
 
 
 def _max_seq_length(run_config: Any, tokenizer: Any, model: Any) -> int:

@@ -109,9 +109,17 @@ def _classification(report: EvalReport) -> list[Any]:
     verdict = report.verdict()
     if verdict:
         passed, tuned, base_f1, prompt = verdict
-        parts.append(f"fine-tuned macro-F1 {tuned:.3f} {'>=' if passed else '<'} the base model's best prompted "
+        relation = ">" if passed else "=" if tuned == base_f1 else "<"
+        parts.append(f"fine-tuned macro-F1 {tuned:.3f} {relation} the base model's best prompted "
                      f"macro-F1 {base_f1:.3f} (prompt {prompt}): " + (
-                         "fine-tuning helped." if passed else "fine-tuning has not beaten prompting the base model."))
+                         "fine-tuning helped." if passed else "fine-tuning has not beaten prompting the base model"
+                         + (" (a tie is not a win)." if tuned == base_f1 else ".")))
+    bar = report.bar()
+    if bar:
+        passed, f1 = bar
+        parts.append(f"bar: macro-F1 {f1:.3f} {'>' if passed else '=' if f1 == report.min_f1 else '<'} --min-f1 "
+                     f"{report.min_f1:g}: " + ("met." if passed else "not met (a tie does not count)."
+                                               if f1 == report.min_f1 else "not met."))
     return parts
 
 

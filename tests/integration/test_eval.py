@@ -173,3 +173,22 @@ def test_default_results_file_lands_beside_the_adapter(run):
     report = json.loads(written[-1].read_text())
     assert list(report["results"]) == ["fine_tuned"] and report["notes"] == ["no base model to compare with: "
                                                                              "--no-compare-base"]
+
+
+def test_the_users_prompt_template_is_a_third_base_prompt_and_min_f1_a_fixed_bar(run, tmp_path):
+    template = tmp_path / "best_prompt.txt"
+    template.write_text("Classify this incident report as one of {labels}.\nReport: {input}\nLabel:")
+    out = tmp_path / "res.json"
+    done = lorawiz("eval", str(run), "--data", "builtin:triage:validation", "--max-samples", "30",
+                   "--prompt-template", str(template), "--min-f1", "0.999", "--json", str(out))
+    report = json.loads(out.read_text())
+    base = report["results"]["base"]
+    assert set(base["classification"]) == {"as given", "label list", "your template"}
+    bar = report["min_f1"]
+    assert bar["bar"] == 0.999 and bar["passed"] is (bar["macro_f1"] > 0.999)
+    assert done.returncode == (0 if bar["passed"] else 3), done.stdout + done.stderr
+    assert "--min-f1 0.999: not met" in done.stdout or bar["passed"]
+    missing = tmp_path / "bad.txt"
+    missing.write_text("no placeholder here")
+    done = lorawiz("eval", str(run), "--data", "builtin:triage:validation", "--prompt-template", str(missing))
+    assert done.returncode == 2 and "has no {input}" in done.stderr

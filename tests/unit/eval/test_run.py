@@ -63,3 +63,36 @@ def test_samples_are_fixed_and_spread():
     assert _sample_indices(240, 3) == [0, 120, 239]
     assert _sample_indices(2, 5) == [0, 1]
     assert _sample_indices(10, 0) == []
+
+
+def _report(tuned_f1: float, base_f1: float, min_f1=None):
+    from types import SimpleNamespace
+
+    from lorawiz.eval.report import AS_GIVEN, EvalReport, ModelResult
+
+    def result(f1):
+        return ModelResult(classification={AS_GIVEN: SimpleNamespace(macro_f1=f1)}, extraction={AS_GIVEN: {}})
+
+    return EvalReport(None, "base", "d", 10, 10, "classification", "flag", ["a", "b"],
+                      {"base": result(base_f1), "fine_tuned": result(tuned_f1)}, [], min_f1=min_f1)
+
+
+@pytest.mark.parametrize(("tuned", "base", "helped"), [(0.7, 0.615, True), (0.615, 0.615, False), (0.5, 0.6, False)])
+def test_a_tie_with_the_base_is_not_fine_tuning_helped(tuned, base, helped):
+    assert _report(tuned, base).verdict()[0] is helped
+
+
+@pytest.mark.parametrize(("tuned", "passed"), [(0.62, True), (0.615, False), (0.6, False)])
+def test_min_f1_is_a_bar_to_beat(tuned, passed):
+    report = _report(tuned, 0.1, min_f1=0.615)
+    assert report.bar() == (passed, tuned)
+    assert _report(tuned, 0.1).bar() is None  # no bar given
+
+
+def test_the_template_takes_the_rows_prompt_and_the_labels():
+    from lorawiz.eval.run import _with_template
+
+    asked = _with_template([{"role": "system", "content": "s"}, {"role": "user", "content": "smoke on floor 2"}],
+                           "One of {labels}: {input}", ["fire", "flood"])
+    assert asked[-1] == {"role": "user", "content": "One of fire, flood: smoke on floor 2"}
+    assert asked[0] == {"role": "system", "content": "s"}
