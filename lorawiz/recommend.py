@@ -290,16 +290,26 @@ def _choose_schedule(plan: Plan, choose: Any, fixed: Mapping[str, Choice], setti
     evaluating = settings.get("eval_strategy", "steps") == "steps"
     saving = settings.get("save_strategy", "steps") == "steps"
     best = bool(settings.get("load_best_model_at_end", True)) and evaluating
+    per_eval, per_save = settings.get("evals_per_epoch"), settings.get("saves_per_epoch")
     if evaluating:
-        if best and saving and "save_steps" in fixed and "eval_steps" not in fixed:
+        if per_eval and "eval_steps" not in fixed:
+            eval_steps = choose("eval_steps", max(1, math.ceil(per_epoch / per_eval)),
+                                f"evals_per_epoch {per_eval} of {per_epoch:,} steps an epoch")
+        elif best and saving and "save_steps" in fixed and "eval_steps" not in fixed:
             save = int(fixed["save_steps"].value)
             eval_steps = max(d for d in range(1, min(save, target) + 1) if save % d == 0)
             choose("eval_steps", eval_steps, f"a divisor of save_steps {save} near {target} (about 8 evaluations "
                                              "a run), so that every checkpoint has a score for the best model")
         else:
             eval_steps = choose("eval_steps", target, f"{where}: about 8 evaluations")
-        if saving:
+        if saving and per_save:
+            every = max(1, round(per_epoch / per_save / eval_steps)) * eval_steps
+            choose("save_steps", every, f"saves_per_epoch {per_save}, on an evaluation step (keeps the best)")
+        elif saving:
             choose("save_steps", eval_steps, "on the evaluation schedule (keeps the best)")
+    elif saving and per_save:
+        choose("save_steps", max(1, math.ceil(per_epoch / per_save)), f"saves_per_epoch {per_save} of "
+                                                                      f"{per_epoch:,} steps an epoch")
     elif saving:
         choose("save_steps", target, f"{where}: about 8 checkpoints")
     logging_basis = plan.values["eval_steps"].value if "eval_steps" in plan.values else target

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -21,6 +21,10 @@ def show(
     preset: opt.PresetOpt = None,
     set_: opt.SetOpt = None,
     as_json: opt.JsonOpt = False,
+    as_format: Annotated[str | None, typer.Option("--as", metavar="lorawiz", help="Print CONFIG (an Axolotl config, "
+                                                  "a flat --config_file JSON) as the equivalent lorawiz config: "
+                                                  "what it sets, each key with the line it came from.",
+                                                  show_default=False)] = None,
     model_name_or_path: opt.ModelOpt = None,
     train_file: opt.TrainFileOpt = None,
     validation_file: opt.ValidationFileOpt = None,
@@ -58,12 +62,17 @@ def show(
     Examples:
       lorawiz config show --preset standard
       lorawiz config show configs/default.json --learning_rate 3e-4 --lora_r 64
+      lorawiz config show axolotl.yml --as lorawiz > lorawiz.yaml
       lorawiz config show run.yaml --set lora.lora_dropout=0.1 --json
     """
     from lorawiz.config.resolve import resolve_config
 
+    path = opt.config_path(config, config_file)
+    if as_format is not None:
+        _print_as_lorawiz(path, as_format)
+        return
     resolved = resolve_config(
-        opt.config_path(config, config_file),
+        path,
         preset=preset,
         set_items=set_ or (),
         flags=opt.typed_flags(locals()),
@@ -77,3 +86,21 @@ def show(
     from lorawiz.views.config import render_config
 
     get_console().print(render_config(resolved, is_plain()))
+
+
+def _print_as_lorawiz(path: Any, as_format: str) -> None:
+    """What the file sets, validated, as a sectioned lorawiz config on stdout."""
+    from lorawiz.config.files import config_text, read_config_file
+    from lorawiz.config.resolve import resolve_config
+    from lorawiz.errors import LorawizError
+
+    if as_format != "lorawiz":
+        raise LorawizError(f"--as {as_format}: lorawiz prints only its own format.", hint="Use --as lorawiz.")
+    if path is None:
+        example = "lorawiz config show axolotl.yml --as lorawiz"
+        raise LorawizError("--as lorawiz needs a config file to translate.", hint=f"For example: {example}")
+    resolve_config(path, environ={})  # every problem of the file, reported as train would
+    layer = read_config_file(path)
+    comments = {name: f"from {source.where}" for name, source in layer.sources.items()}
+    header = f"# Translated from {path} by `lorawiz config show --as lorawiz`: a lorawiz config file."
+    typer.echo(config_text(layer.values, header, comments), nl=False)

@@ -33,6 +33,15 @@ def read_config_file(path: str | Path, kind: str = "file") -> Layer:
         line = lines.get(key_path)
         return f"{path} line {line}" if line else str(path)
 
+    from lorawiz.config.axolotl import axolotl_values, looks_like_axolotl
+
+    if kind != "preset" and looks_like_axolotl(data) and not any(key in SECTIONS for key in data):
+        layer.source = Source("file", f"file {path} (Axolotl)", str(path))
+        values, found = axolotl_values(data, lambda key: at((key,)))
+        problems.extend(found)
+        for name, (value, where) in values.items():
+            layer.set(name, value, where)
+        return _anchor_paths(layer, path)
     for written, value in data.items():
         written = str(written)
         key = RENAMED_KEYS.get(written, written)
@@ -53,9 +62,17 @@ def read_config_file(path: str | Path, kind: str = "file") -> Layer:
             problems.append(Problem(at((written,)), f'section "{key}" must be a mapping of keys to values.'))
         else:
             problems.append(Problem(at((written,)), unknown_key_message(key, None)))
+    return _anchor_paths(layer, path)
+
+
+def _anchor_paths(layer: Layer, path: Path) -> Layer:
     for name in PATH_KNOBS:
         if isinstance(layer.values.get(name), str):
             layer.values[name] = anchored(layer.values[name], path.parent)
+    if isinstance(layer.values.get("datasets"), list):
+        layer.values["datasets"] = [{**entry, "path": anchored(entry["path"], path.parent)}
+                                    if isinstance(entry, dict) and isinstance(entry.get("path"), str) else entry
+                                    for entry in layer.values["datasets"]]
     return layer
 
 
@@ -207,9 +224,16 @@ def write_config_file(path: Path, values: Mapping[str, Any], header: str,
     `comments` puts a comment after a value's line (its source, why); `skip` leaves a value out (the wizard omits
     untouched defaults). Values are written in schema order, one per line.
     """
-    import yaml
-
     from lorawiz.data.writers import atomic_output
+
+    with atomic_output(path, overwrite=True) as handle:
+        handle.write(config_text(values, header, comments, skip))
+
+
+def config_text(values: Mapping[str, Any], header: str, comments: Mapping[str, str] | None = None,
+                skip: Mapping[str, bool] | None = None) -> str:
+    """The sectioned YAML of `values` (what write_config_file writes)."""
+    import yaml
 
     comments, skip = comments or {}, skip or {}
     lines = header.rstrip("\n").splitlines() + [""]
@@ -224,5 +248,4 @@ def write_config_file(path: Path, values: Mapping[str, Any], header: str,
             body.append(f"  {knob.name}: {rendered}" + (f"  # {comment}" if comment else ""))
         if body:
             lines += [f"{section}:", *body, ""]
-    with atomic_output(path, overwrite=True) as handle:
-        handle.write("\n".join(lines))
+    return "\n".join(lines)

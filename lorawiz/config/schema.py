@@ -75,9 +75,14 @@ SECTIONS: dict[str, tuple[Knob, ...]] = {
            "Dtype of the 4-bit matmuls: auto follows bf16/fp16, float32 is slowest."),
         _k("bnb_4bit_use_double_quant", bool, True,
            "Quantize the quantization constants too: saves ~0.4 bit/param at no quality cost."),
+        _k("pad_token", str, None, "The tokenizer's padding token, a token it already has (e.g. <|end_of_text|>; "
+           "default: its own, else its end-of-sequence token)."),
     ),
     "data": (
         _k("train_file", str, None, "Training data: a JSONL, JSON, CSV/TSV or Parquet file."),
+        _k("datasets", list[dict[str, Any]], None, "Several training sources mixed when the run loads its data "
+           "(as `lorawiz mix` does), instead of train_file: [{path: domain.jsonl, weight: 0.8}, {path: general.jsonl, "
+           "weight: 0.2, max_samples: 5000}]; weight is a share of the mix, max_samples caps a source's rows."),
         _k("validation_file", str, None, "Validation data; without it, val_split of the training data is held out."),
         _k("val_split", float, 0.1, "Share of the training data held out for validation when no validation_file.",
            ge=0.0, lt=1.0),
@@ -158,9 +163,11 @@ SECTIONS: dict[str, tuple[Knob, ...]] = {
         _k("eval_strategy", Literal["no", "steps", "epoch"], "steps",
            "When to evaluate: every eval_steps, per epoch, or never."),
         _k("eval_steps", int, None, "Evaluate every N steps (eval_strategy: steps).", auto=True, gt=0),
+        _k("evals_per_epoch", int, None, "Evaluations an epoch, instead of eval_steps (Axolotl's key).", gt=0),
         _k("save_strategy", Literal["no", "steps", "epoch", "best"], "steps",
            "When to checkpoint: every save_steps, per epoch, at each new best, or never."),
         _k("save_steps", int, None, "Checkpoint every N steps (save_strategy: steps).", auto=True, gt=0),
+        _k("saves_per_epoch", int, None, "Checkpoints an epoch, instead of save_steps (Axolotl's key).", gt=0),
         _k("save_total_limit", int, 3, "Checkpoints kept on disk (the best one is always kept).", gt=0),
         _k("load_best_model_at_end", bool, True, "Reload the best checkpoint by metric_for_best_model at the end."),
         _k("metric_for_best_model", str, "eval_loss",

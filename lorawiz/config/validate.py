@@ -195,6 +195,26 @@ def _field_message(section: str, name: str, err: Mapping[str, Any], raw: Any) ->
     return text
 
 
+def _datasets_problems(entries: list[dict[str, Any]], src: Any) -> list[Problem]:
+    found = []
+    weighted = [entry.get("weight") is not None for entry in entries]
+    for number, entry in enumerate(entries, start=1):
+        unknown = sorted(set(entry) - {"path", "weight", "max_samples", "split"})
+        if not isinstance(entry.get("path"), str) or unknown:
+            found.append(Problem(src("datasets"), f"datasets entry {number}: " + (
+                f"{', '.join(unknown)}: not understood (path, weight, max_samples, split)" if unknown else
+                "needs a path") + "."))
+        for key, kind in (("weight", (int, float)), ("max_samples", (int,))):
+            value = entry.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kind) or value <= 0):
+                found.append(Problem(src("datasets"), f"datasets entry {number}: {key} {value!r} must be a positive "
+                                                      "number."))
+    if any(weighted) and not all(weighted):
+        found.append(Problem(src("datasets"), "datasets: some entries have a weight and some not; give every "
+                                              "entry a weight (a share of the mix), or none."))
+    return found
+
+
 def _scheduler_problems(train: Any, log: Any, src: Any) -> list[Problem]:
     """lr_scheduler_kwargs against what the chosen schedule takes and needs (unset schedule: the recommender's
     cosine)."""
@@ -275,6 +295,14 @@ def _cross_field_problems(cfg: Mapping[str, Any], sources: Mapping[str, Source])
                                                                 "(packing already leaves no padding)."))
     found.extend(_scheduler_problems(train, log, src))
     lora = cfg["lora"]
+    for per, steps in (("evals_per_epoch", "eval_steps"), ("saves_per_epoch", "save_steps")):
+        chosen = sources.get(steps, DEFAULT).kind in ("preset", "env", "file", "set", "flag")  # not the recommender
+        if getattr(log, per) and getattr(log, steps) and chosen:
+            found.append(Problem(src(per, steps), f"{per} and {steps} are both set; keep one."))
+    if data.datasets and data.train_file and sources.get("train_file", DEFAULT).kind != "derived":
+        found.append(Problem(src("datasets", "train_file"), "datasets and train_file are both set; keep one "
+                                                            "(datasets mixes several sources)."))
+    found.extend(_datasets_problems(data.datasets or [], src))
     if lora.layers_to_transform and lora.lora_target_modules == "all-linear":
         found.append(Problem(src("layers_to_transform", "lora_target_modules"),
                              "layers_to_transform needs lora_target_modules as a list of names (peft cannot combine "

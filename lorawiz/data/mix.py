@@ -40,6 +40,7 @@ class MixSource:
     rows: int = 0  # usable rows in the file
     count: int = 0  # rows it gives the output
     share: float = 0.0  # its target share of the output
+    limit: int | None = None  # max_samples: only its first `limit` usable rows take part
 
     @property
     def repeats(self) -> int:
@@ -123,6 +124,8 @@ def _scan(source: MixSource) -> str:
             bad.note(line, row.kind)
         else:
             source.rows += 1
+            if source.limit is not None and source.rows >= source.limit:
+                break
     bad.raise_if_any(path, "nothing was written", hint=f"Clean it first (lorawiz format {path} -o clean.jsonl "
                                                        "--skip-bad), then mix the clean file.")
     if source.rows == 0:

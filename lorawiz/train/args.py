@@ -116,7 +116,8 @@ def unsloth_peft_kwargs(cfg: Any, model_type: str) -> dict[str, Any]:
             "lora_dropout": planned(cfg, "lora_dropout"), "target_modules": targets, "bias": lora.lora_bias,
             "use_gradient_checkpointing": "unsloth" if planned(cfg, "gradient_checkpointing") else False,
             "random_state": cfg.training.seed, "use_rslora": lora.use_rslora, "modules_to_save": lora.modules_to_save,
-            "max_seq_length": planned(cfg, "max_seq_length"), "layers_to_transform": lora.layers_to_transform}
+            "max_seq_length": planned(cfg, "max_seq_length"),
+            **({"layers_to_transform": lora.layers_to_transform} if lora.layers_to_transform else {})}
 
 
 def set_seed(cfg: Any) -> None:

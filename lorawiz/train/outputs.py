@@ -14,8 +14,12 @@ from lorawiz.data.writers import atomic_output, normal_permissions
 SECRET_WORDS = ("token", "secret", "password", "api_key")
 
 
+NOT_SECRET = frozenset({"pad_token"})  # a vocabulary entry, not a credential
+
+
 def redacted(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: ("<redacted>" if any(w in k.lower() for w in SECRET_WORDS) and v else v) for k, v in values.items()}
+    return {k: ("<redacted>" if k not in NOT_SECRET and any(w in k.lower() for w in SECRET_WORDS) and v else v)
+            for k, v in values.items()}
 
 
 def write_run_config(output_dir: Path, resolved: Any) -> None:
@@ -32,7 +36,11 @@ def write_run_config(output_dir: Path, resolved: Any) -> None:
             values[name] = anchored(values[name], Path.cwd())
     comments = {name: resolved.source(name).explained for name in values}
     # a derived logging_dir is left out: it follows --output-dir when the file re-runs, not this run's folder
-    skip = {"logging_dir": resolved.source("logging_dir").kind == "derived"}
+    skip = {"logging_dir": resolved.source("logging_dir").kind == "derived",
+            "train_file": resolved.source("train_file").kind == "derived",  # the mix of datasets, made again
+            # computed from evals_per_epoch / saves_per_epoch, which the file keeps: computed again
+            "eval_steps": bool(values["evals_per_epoch"]) and resolved.source("eval_steps").kind == "recommender",
+            "save_steps": bool(values["saves_per_epoch"]) and resolved.source("save_steps").kind == "recommender"}
     write_config_file(output_dir / "lorawiz.yaml", redacted(values), header, comments, skip)
 
 

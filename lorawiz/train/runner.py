@@ -94,6 +94,9 @@ def run_training(request: TrainRequest) -> TrainResult:
     from lorawiz.train.interrupt import exit_code_of, sigterm_unwinds
 
     check_resume_flags(request.resume, request.overwrite)
+    from lorawiz.train.sources import with_mixed_datasets
+
+    request = replace(request, config=with_mixed_datasets(request.config))  # datasets: mixed into one file
     if request.dry_run or not _is_main():
         return _plan_and_train(request)
     output_dir = Path(request.config.config.logging.output_dir).expanduser()

@@ -45,6 +45,7 @@ def unsloth_cannot_take(cfg: Any) -> list[str]:
         ("bnb_4bit_quant_type", model.bnb_4bit_quant_type, model.bnb_4bit_quant_type == "nf4"),
         ("bnb_4bit_use_double_quant", model.bnb_4bit_use_double_quant, model.bnb_4bit_use_double_quant),
         ("bnb_4bit_compute_dtype", model.bnb_4bit_compute_dtype, model.bnb_4bit_compute_dtype == "auto"),
+        ("pad_token", model.pad_token, model.pad_token is None),
     ) if not ok]
     return [f"{name} = {value}" for name, value in found]
 

@@ -49,7 +49,9 @@ class HFBackend:
             raise LorawizError(f"cannot load model {path}: {first}",
                                hint="Check --model (a local folder or a hub id; gated models need `hf auth "
                                     "login`).") from exc
-        if tokenizer.pad_token is None:
+        if cfg.model.pad_token:
+            set_pad_token(tokenizer, cfg.model.pad_token)
+        elif tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
             notes.append("tokenizer has no pad token: using its end-of-sequence token for padding")
         if ensure_chat_template(tokenizer):
@@ -134,3 +136,13 @@ def liger_available() -> bool:
     import torch
 
     return importlib.util.find_spec("liger_kernel") is not None and torch.cuda.is_available()
+
+
+def set_pad_token(tokenizer: Any, token: str) -> None:
+    """pad_token: one the tokenizer has (a new token would need new embedding rows, which LoRA does not train)."""
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if token_id is None or (token_id == tokenizer.unk_token_id and token != tokenizer.unk_token):
+        raise LorawizError(f"pad_token {token}: the tokenizer has no such token.",
+                           hint="Give one of its tokens (its end-of-sequence token is "
+                                f"{tokenizer.eos_token}), or leave pad_token unset.")
+    tokenizer.pad_token = token

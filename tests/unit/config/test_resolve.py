@@ -111,7 +111,9 @@ def test_schema_covers_exactly_the_documented_keys():
     assert set(KNOBS) == set(FLAT_DEFAULT_JSON) | {"warmup_ratio", "assistant_only_loss", "group_by_length",
                                                    "dataset_cache_dir", "logging_dir", "remove_unused_columns",
                                                    # issue 17, point 6: the schedules' settings and two knobs
-                                                   "lr_scheduler_kwargs", "tf32", "layers_to_transform"}
+                                                   "lr_scheduler_kwargs", "tf32", "layers_to_transform",
+                                                   # point 5: what Axolotl configs set
+                                                   "datasets", "evals_per_epoch", "saves_per_epoch", "pad_token"}
 
 
 def test_sectioned_yaml_and_mixed_layouts_load(tmp_path):

@@ -79,8 +79,12 @@ CASES = [
     Case("bnb_4bit_quant_type", "fp4", _quant("bnb_4bit_quant_type"), companions={"load_in_4bit": True}),
     Case("bnb_4bit_compute_dtype", "float16", lambda b: str(b.quant.bnb_4bit_compute_dtype),
          expected="torch.float16", companions={"load_in_4bit": True}),
+    Case("pad_token", "<|im_end|>", lambda b: _pad_token_set(b.resolved.config.model.pad_token)),
     Case("bnb_4bit_use_double_quant", False, _quant("bnb_4bit_use_double_quant"), companions={"load_in_4bit": True}),
     # data
+    # 16 + 40 rows mixed, 6 (10%, rounded up) held out: 50 trained on
+    Case("datasets", [{"path": "OTHER_TRAIN"}, {"path": "TRAIN"}], lambda b: b.data.stats["train_rows"],
+         expected=50, needs_data=True),
     Case("train_file", "OTHER_TRAIN", lambda b: b.data.stats["train_rows"], expected=12, needs_data=True,
          companions={"val_split": 0.25}),
     Case("validation_file", "VAL_FILE", lambda b: b.data.stats["val_rows"], expected=7, needs_data=True),
@@ -136,6 +140,9 @@ CASES = [
     Case("eval_strategy", "no", lambda b: str(b.sft.eval_strategy.value), expected="no",
          companions={"load_best_model_at_end": False, "early_stopping_patience": 0}),
     Case("eval_steps", 6, _sft("eval_steps"), companions={"save_steps": 12}),
+    Case("evals_per_epoch", 2, lambda b: b.sft.eval_steps == -(-b.plan.steps_per_epoch // 2), expected=True),
+    Case("saves_per_epoch", 1, lambda b: b.sft.save_steps % b.sft.eval_steps == 0
+         and abs(b.sft.save_steps - b.plan.steps_per_epoch) <= b.sft.eval_steps, expected=True),
     Case("save_strategy", "epoch", lambda b: str(b.sft.save_strategy.value), expected="epoch",
          companions={"eval_strategy": "epoch"}),
     Case("save_steps", 9, _sft("save_steps")),
@@ -152,6 +159,18 @@ CASES = [
 
 def test_every_knob_has_a_case():
     assert sorted(case.knob for case in CASES) == sorted(KNOBS)
+
+
+def _pad_token_set(token: str) -> str:
+    """What lorawiz.train.backends.hf does with pad_token, on builtin:tiny's tokenizer."""
+    from transformers import AutoTokenizer
+
+    from lorawiz.builtin import local_path
+    from lorawiz.train.backends.hf import set_pad_token
+
+    tokenizer = AutoTokenizer.from_pretrained(local_path("builtin:tiny"))
+    set_pad_token(tokenizer, token)
+    return tokenizer.pad_token
 
 
 def _chat_rows(count: int, tag: str) -> list[dict]:
@@ -172,6 +191,10 @@ def files(tmp_path_factory):
 
 
 def _fill(value: Any, files: dict) -> Any:
+    if isinstance(value, list):
+        return [_fill(item, files) for item in value]
+    if isinstance(value, dict):
+        return {key: _fill(item, files) for key, item in value.items()}
     return files.get(value, value) if isinstance(value, str) else value
 
 
@@ -181,7 +204,9 @@ def _base(files: dict, out: Path) -> dict[str, Any]:
 
 def _build(resolved: Any, files: dict, needs_data: bool, out: Path) -> Built:
     from lorawiz.train.data import load_run_data, prepare_data
+    from lorawiz.train.sources import with_mixed_datasets
 
+    resolved = with_mixed_datasets(resolved)  # as the runner does first
     inputs = gather(resolved, hardware=parse_hardware_spec("a100-80gb"))
     plan = make_plan(inputs)
     filled = fill_from_plan(resolved, plan)
@@ -214,6 +239,8 @@ def _values(case: Case, files: dict, out: Path) -> dict[str, Any]:
     value = _fill(case.value, files)
     if case.knob == "output_dir":
         value = str(out)
+    if case.knob == "datasets":
+        del values["train_file"]  # the sources instead
     return values, value
 
 
