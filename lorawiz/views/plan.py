@@ -54,7 +54,7 @@ def early_stopping_line(resolved: Any, plan: Any) -> str | None:
     if not patience or strategy == "no":
         return None
     threshold = resolved.value("early_stopping_threshold")
-    better = f"by more than {threshold:.0%}" if threshold else "at all"
+    better = f"by more than {threshold * 100:.3g}%" if threshold else "at all"
     if strategy == "epoch":
         span = f"{patience} epoch{'s' if patience > 1 else ''}"
     else:

@@ -77,7 +77,8 @@ def test_plan_reads_default_json_and_says_what_patience_means(cli, project, monk
     monkeypatch.chdir(project)
     result = cli("plan", "default.json", "--model", "builtin:tiny", "--hardware", "a100-80gb")
     assert result.exit_code == 0, result.output
-    assert "early stopping: after 3 evaluations in a row that do not improve eval_loss by more than 0%" in result.output
+    stopping = "early stopping: after 3 evaluations in a row that do not improve eval_loss by more than 0.1%"
+    assert stopping in result.output
     assert "(3 epochs)" in result.output  # eval_strategy epoch: one evaluation an epoch
     assert "batch: effective 16 rows a step = micro-batch 4 x accumulation 4 x 1 GPU" in result.output
     result = cli("plan", "default.json", "--model", "builtin:tiny", "--hardware", "a100-80gb",
