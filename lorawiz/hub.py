@@ -41,6 +41,14 @@ def hub_reachable() -> bool:
     return True
 
 
+def cache_only_unless_local(path: str) -> contextlib.AbstractContextManager[None]:
+    """cache_only() for loading `path` when it is a Hub id and the Hub does not answer (a local path needs no
+    network)."""
+    from pathlib import Path
+
+    return cache_only(not Path(path).expanduser().exists() and not hub_reachable())
+
+
 @contextlib.contextmanager
 def cache_only(when: bool = True) -> Iterator[None]:
     """Within the block (when `when`), huggingface_hub and datasets serve from the local cache only: no request,

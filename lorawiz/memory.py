@@ -144,6 +144,11 @@ def targeted_linears(model: Any, targets: Iterable[str] | str) -> dict[str, tupl
     return {name: shapes[name] for name in targets if name in shapes}
 
 
+def adapted_layer_count(layers_to_transform: Iterable[int] | None) -> int | None:
+    """How many decoder layers layers_to_transform gives adapters (None: all of them)."""
+    return len(set(layers_to_transform)) if layers_to_transform else None
+
+
 def lora_parameters(model: Any, r: int, targets: Iterable[str] | str = "all-linear", layers: int | None = None
                     ) -> int:
     """Trainable LoRA parameters: r x (in + out) for each wrapped linear in each layer (Hu et al. 2021).

@@ -79,14 +79,13 @@ def load_model(target: Target, dtype: str = "bf16", merge: bool = False, device:
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
-    from lorawiz.hub import cache_only, hub_reachable
+    from lorawiz.hub import cache_only_unless_local
 
     path = target.base if target.is_adapter else target.path
     for folder in {Path(path).expanduser(), Path(target.path).expanduser()}:
         check_weight_files(folder)  # a cut copy fails here with its name, not deep in safetensors
-    offline = not Path(path).expanduser().exists() and not hub_reachable()  # the cache only, no 20 s of retries
     try:
-        with cache_only(offline):
+        with cache_only_unless_local(path):  # the cache only, no 20 s of retries
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype))
             if target.is_adapter:
                 from peft import PeftModel

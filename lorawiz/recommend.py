@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lorawiz.fitting import MEMORY_BUDGET, cheapest_fix
-from lorawiz.memory import GIB, MemoryBreakdown, TrainingShape, estimate_memory
+from lorawiz.memory import GIB, MemoryBreakdown, TrainingShape, adapted_layer_count, estimate_memory
 from lorawiz.throughput import TimeEstimate, estimate_time
 
 SIXTEEN_BIT_MARGIN = 0.75  # 16-bit LoRA only when its leanest setting needs at most 75% of the budget
@@ -190,8 +190,7 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
         plan.warnings.append("the target machine's RAM is unknown: the memory fit is not checked")
     plan.budget_bytes = budget
 
-    chosen_layers = settings.get("layers_to_transform")
-    adapted = len(set(chosen_layers)) if chosen_layers else None
+    adapted = adapted_layer_count(settings.get("layers_to_transform"))
 
     def shape(quant: str, micro: int, ckpt: bool) -> TrainingShape:
         return TrainingShape(precision=precision, quantization=quant, lora_r=rank, target_modules=targets,

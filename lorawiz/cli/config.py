@@ -91,7 +91,8 @@ def show(
 def _print_as_lorawiz(path: Any, as_format: str) -> None:
     """What the file sets, validated, as a sectioned lorawiz config on stdout."""
     from lorawiz.config.files import config_text, read_config_file
-    from lorawiz.config.resolve import resolve_config
+    from lorawiz.config.layers import defaults_layer
+    from lorawiz.config.resolve import resolve_layers
     from lorawiz.errors import LorawizError
 
     if as_format != "lorawiz":
@@ -99,8 +100,8 @@ def _print_as_lorawiz(path: Any, as_format: str) -> None:
     if path is None:
         example = "lorawiz config show axolotl.yml --as lorawiz"
         raise LorawizError("--as lorawiz needs a config file to translate.", hint=f"For example: {example}")
-    resolve_config(path, environ={})  # every problem of the file, reported as train would
     layer = read_config_file(path)
+    resolve_layers([defaults_layer(), layer])  # every problem of the file, reported as train would
     comments = {name: f"from {source.where}" for name, source in layer.sources.items()}
     header = f"# Translated from {path} by `lorawiz config show --as lorawiz`: a lorawiz config file."
     typer.echo(config_text(layer.values, header, comments), nl=False)

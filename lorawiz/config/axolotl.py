@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from lorawiz.config.schema import RENAMED_KEYS, SCHEDULERS
 from lorawiz.errors import Problem
 
-# Keys that name a lorawiz knob one to one (Axolotl name -> knob).
-SAME = {name: name for name in (
+# Keys with the same name and meaning as a lorawiz knob.
+SAME = frozenset({
     "load_in_4bit", "load_in_8bit", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
     "gradient_accumulation_steps", "learning_rate", "warmup_steps", "warmup_ratio", "weight_decay", "max_grad_norm",
     "gradient_checkpointing", "bf16", "fp16", "tf32", "output_dir", "logging_steps", "eval_steps", "save_steps",
@@ -22,13 +23,13 @@ SAME = {name: name for name in (
     "metric_for_best_model", "greater_is_better", "lr_scheduler_kwargs", "trust_remote_code",
     "layers_to_transform", "use_dora", "use_rslora", "eval_strategy", "save_strategy", "dataloader_num_workers",
     "evals_per_epoch", "saves_per_epoch", "group_by_length", "early_stopping_threshold",
-)}
-RENAMED = {
+})
+RENAMED = {**RENAMED_KEYS,
     "base_model": "model_name_or_path", "sequence_len": "max_seq_length", "micro_batch_size":
     "per_device_train_batch_size", "eval_batch_size": "per_device_eval_batch_size", "num_epochs": "num_train_epochs",
     "optimizer": "optim", "lr_scheduler": "lr_scheduler_type", "val_set_size": "val_split",
     "sample_packing": "packing", "dataset_prepared_path": "dataset_cache_dir", "lora_modules_to_save":
-    "modules_to_save", "evaluation_strategy": "eval_strategy",
+    "modules_to_save",
 }
 # Keys that change nothing lorawiz does differently: the loader classes transformers picks from the config
 # anyway, Axolotl's own preprocessing and logging switches, attention kernels lorawiz chooses itself.
@@ -39,11 +40,6 @@ COSMETIC = frozenset({
     "deepspeed", "fsdp", "fsdp_config", "resume_from_checkpoint", "local_rank", "logging_first_step",
     "eval_sample_packing", "remove_unused_columns", "chat_template", "eval_table_size", "eval_max_new_tokens",
 })
-LR_SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant",
-                 "constant_with_warmup": "constant_with_warmup", "polynomial": "polynomial",
-                 "cosine_with_restarts": "cosine_with_restarts", "inverse_sqrt": "inverse_sqrt",
-                 "cosine_with_min_lr": "cosine_with_min_lr", "warmup_stable_decay": "warmup_stable_decay",
-                 "reduce_lr_on_plateau": "reduce_lr_on_plateau"}
 DATASET_KEYS = frozenset({"path", "type", "weight", "max_samples", "split", "name", "ds_type", "data_files"})
 # Axolotl's prompt formats that lorawiz format detects from the rows themselves.
 DATASET_TYPES = frozenset({"alpaca", "sharegpt", "chat_template", "completion", "input_output", "oasst",
@@ -79,11 +75,11 @@ def axolotl_values(data: Mapping[str, Any], at: Callable[[str], str]) -> tuple[d
             if value:
                 put("lora_target_modules", "all-linear", key)
         elif key == "lr_scheduler":
-            if value in LR_SCHEDULERS:
-                put("lr_scheduler_type", LR_SCHEDULERS[value], key)
+            if value in SCHEDULERS:  # Axolotl takes transformers' schedule names, as lorawiz does
+                put("lr_scheduler_type", value, key)
             else:
                 problems.append(Problem(at(key), f"lr_scheduler: {value}: not a schedule lorawiz has ("
-                                                 f"{', '.join(sorted(LR_SCHEDULERS))})."))
+                                                 f"{', '.join(sorted(SCHEDULERS))})."))
         elif key == "cosine_min_lr_ratio":
             put("lr_scheduler_type", "cosine_with_min_lr", key)
             put("lr_scheduler_kwargs", {"min_lr_rate": value}, key)
@@ -108,7 +104,7 @@ def axolotl_values(data: Mapping[str, Any], at: Callable[[str], str]) -> tuple[d
         elif key in RENAMED:
             put(RENAMED[key], value, key)
         elif key in SAME:
-            put(SAME[key], value, key)
+            put(key, value, key)
         else:
             problems.append(Problem(at(key), f'Axolotl key "{key}": lorawiz has no counterpart; remove it, or set '
                                              "what it does with a lorawiz key (`lorawiz config show` lists them)."))

@@ -192,7 +192,6 @@ RENAMED_KEYS = {"evaluation_strategy": "eval_strategy"}
 
 # Names used by other tools or older transformers versions, mapped to ours for "did you mean".
 KNOWN_ALIASES = {
-    "evaluation_strategy": "eval_strategy",
     "max_seq_len": "max_seq_length",
     "lora_rank": "lora_r",
     "r": "lora_r",

@@ -296,8 +296,8 @@ def _cross_field_problems(cfg: Mapping[str, Any], sources: Mapping[str, Source])
     found.extend(_scheduler_problems(train, log, src))
     lora = cfg["lora"]
     for per, steps in (("evals_per_epoch", "eval_steps"), ("saves_per_epoch", "save_steps")):
-        chosen = sources.get(steps, DEFAULT).kind in ("preset", "env", "file", "set", "flag")  # not the recommender
-        if getattr(log, per) and getattr(log, steps) and chosen:
+        source = sources.get(steps, DEFAULT)
+        if getattr(log, per) and getattr(log, steps) and (source.is_user or source.kind == "preset"):
             found.append(Problem(src(per, steps), f"{per} and {steps} are both set; keep one."))
     if data.datasets and data.train_file and sources.get("train_file", DEFAULT).kind != "derived":
         found.append(Problem(src("datasets", "train_file"), "datasets and train_file are both set; keep one "

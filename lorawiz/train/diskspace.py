@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lorawiz.errors import LorawizError, existing_ancestor, format_bytes
-from lorawiz.memory import ADAPTER_BYTES, OPTIMIZER_STATE_BYTES, lora_parameters
+from lorawiz.memory import ADAPTER_BYTES, OPTIMIZER_STATE_BYTES, adapted_layer_count, lora_parameters
 
 MIB = 2**20
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json", "merges.txt",
@@ -61,8 +61,8 @@ def estimate_disk_need(cfg: Any, model: Any, steps: int, existing_checkpoints: i
 def trainable_parameters(cfg: Any, model: Any) -> int:
     """LoRA's A and B matrices, plus full copies of the modules_to_save PEFT knows the size of (embeddings and
     output layer; counted like adapter weights, an upper bound when they train in 16-bit)."""
-    chosen = cfg.lora.layers_to_transform
-    count = lora_parameters(model, cfg.lora.lora_r, cfg.lora.lora_target_modules, len(set(chosen)) if chosen else None)
+    count = lora_parameters(model, cfg.lora.lora_r, cfg.lora.lora_target_modules,
+                            adapted_layer_count(cfg.lora.layers_to_transform))
     sizes = model.parameters()
     for name in cfg.lora.modules_to_save or ():
         part = MODULE_PARAMETERS.get(name)

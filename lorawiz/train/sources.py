@@ -18,7 +18,7 @@ def with_mixed_datasets(resolved: Any) -> Any:
     from lorawiz.config.layers import derived
 
     cfg = resolved.config
-    if not cfg.data.datasets or resolved.source("train_file").kind not in ("default", "derived"):
+    if not cfg.data.datasets or not resolved.source("train_file").is_default:
         return resolved
     path, note = mix_datasets(cfg)
     return resolved.with_values({"train_file": (str(path), derived(note))})

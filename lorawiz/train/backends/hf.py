@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 from typing import Any
 
 from lorawiz.errors import LorawizError
@@ -19,7 +18,7 @@ class HFBackend:
 
         from lorawiz.data.masking import ensure_chat_template
         from lorawiz.data.tokens import load_tokenizer
-        from lorawiz.hub import cache_only, hub_reachable
+        from lorawiz.hub import cache_only_unless_local
         from lorawiz.train.args import lora_config, model_kwargs
 
         notes = []
@@ -42,7 +41,7 @@ class HFBackend:
         try:
             tokenizer = load_tokenizer(path, trust_remote_code=kwargs["trust_remote_code"],
                                        cache_dir=kwargs["cache_dir"])
-            with cache_only(not Path(path).expanduser().exists() and not hub_reachable()):
+            with cache_only_unless_local(path):
                 model = AutoModelForCausalLM.from_pretrained(**kwargs)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
