@@ -42,4 +42,4 @@ def demo_command(
     say(f"  adapter             {result.output_dir}/adapter_model.safetensors (PEFT format)")
     say(f"  configuration       {result.output_dir}/lorawiz.yaml")
     say(f"  metrics and log     {result.output_dir}/metrics.jsonl, {result.output_dir}/training.log")
-    say(f"  TensorBoard         tensorboard --logdir {result.output_dir}/runs")
+    say(f"  TensorBoard         tensorboard --logdir {result.output_dir}/logs")

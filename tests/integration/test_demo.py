@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import subprocess_env
 
@@ -21,3 +22,5 @@ def test_demo_learns_the_labels_and_says_where_everything_is(tmp_path):
     for words in ("label accuracy", "validation loss", "adapter_model.safetensors", "tensorboard --logdir"):
         assert words in done.stdout
     assert (out / "adapter_model.safetensors").is_file() and (out / "lorawiz.yaml").is_file()
+    logdir = done.stdout.split("tensorboard --logdir ", 1)[1].split()[0]  # the folder it names holds the events
+    assert list(Path(logdir).glob("events.out.tfevents.*")), logdir
