@@ -64,8 +64,12 @@ def cheapest_fix(model: Any, final: TrainingShape, budget: float) -> str:
                       quantization="nf4-dq" if final.quantization == "none" else final.quantization)
     need = estimate_memory(model, leanest).total
     smaller = _largest_fitting_sibling(model, leanest, budget)
-    return (f"a GPU with at least {need / MEMORY_BUDGET / GIB:.0f} GiB free (one GPU must hold the whole model; "
-            "more GPUs of this size do not help), or a smaller model" + (f" such as {smaller}" if smaller else ""))
+    from lorawiz.parallelism import gpus_needed
+
+    gpus = gpus_needed(model, leanest, budget, first=max(2, final.shards + 1))
+    shard = f", or {gpus} GPUs of this size with the model sharded across them (parallelism: fsdp)" if gpus else ""
+    return (f"a GPU with at least {need / MEMORY_BUDGET / GIB:.0f} GiB free{shard}, or a smaller model"
+            + (f" such as {smaller}" if smaller else ""))
 
 
 _FIX_WORDS = {"gradient_checkpointing": "turn on gradient checkpointing", "load_in_4bit": "load the model in 4 bits",

@@ -47,6 +47,7 @@ OPTIMIZER_STATE_BYTES = {name: 4.0 * moments for name, moments in MOMENTS.items(
 NF4_BITS = {"nf4": 4 + 32 / 64, "nf4-dq": 4 + 8 / 64 + 32 / (64 * 256)}
 INT8_BITS = 8 + 32 / 4096  # LLM.int8: int8 weights plus one fp32 scale per output row (rows of ~4k inputs)
 QUANTIZATIONS = ("none", "nf4", "nf4-dq", "int8")
+SHARDINGS = ("none", "fsdp", "zero3")
 
 # TRL's SFTTrainer (1.14) computes the loss in chunks of 256 tokens, each checkpointed. At a chunk's worst moment
 # four [chunk, vocab] fp32 tensors are alive: the upcast logits, log-softmax, its exp and their product (the
@@ -91,6 +92,9 @@ class TrainingShape:
     gradient_accumulation: int = 1  # above 1 the adapter gradients stay alive through the forward passes too
     on_gpu: bool = True  # False: CPU training, no CUDA context or allocator slack
     adapted_layers: int | None = None  # layers_to_transform: how many decoder layers get adapters (None: all)
+    sharding: str = "none"  # none: each GPU holds the whole model (one GPU, data parallel); fsdp; zero3
+    shards: int = 1  # the GPUs (of all machines) that sharded weights, adapters and optimizer states divide among
+    offload: bool = False  # sharded parameters, gradients and optimizer states kept in CPU RAM (FSDP/ZeRO offload)
 
     @property
     def tokens(self) -> int:
@@ -99,6 +103,10 @@ class TrainingShape:
     @property
     def quantized(self) -> bool:
         return self.quantization != "none"
+
+    @property
+    def sharded(self) -> bool:
+        return self.sharding != "none"
 
 
 @dataclass
@@ -184,7 +192,7 @@ def weight_bytes(model: Any, shape: TrainingShape) -> tuple[float, str]:
             + shipped)
 
 
-def _adapter_bytes(shape: TrainingShape) -> int:
+def adapter_bytes(shape: TrainingShape) -> int:
     """peft keeps adapters in fp32 (autocast_adapter_dtype); TRL's SFTTrainer casts a quantized model's adapters to
     bf16, following the QLoRA paper (sft_trainer.py: "the PEFT adapter weights are converted to bf16")."""
     return 2 if shape.quantized else 4  # TRL casts to bf16 whatever the compute dtype
@@ -196,7 +204,7 @@ def optimizer_bytes(shape: TrainingShape, trainable: int) -> tuple[float, str]:
         return trainable * state, f"{trainable:,} x {state:g} bytes ({shape.optimizer})"
     if shape.optimizer == "adafactor":
         return trainable * ADAFACTOR_STATE_BYTES, f"{trainable:,} x {ADAFACTOR_STATE_BYTES} bytes (adafactor)"
-    moments, size = MOMENTS.get(shape.optimizer, 2), _adapter_bytes(shape)
+    moments, size = MOMENTS.get(shape.optimizer, 2), adapter_bytes(shape)
     return trainable * moments * size, f"{trainable:,} x {moments} moments x {size} bytes ({shape.optimizer})"
 
 
@@ -235,9 +243,9 @@ def layer_activation_bytes(model: Any, shape: TrainingShape) -> tuple[float, str
     wrapped = targeted_linears(model, shape.target_modules)
     lora = sum(a * shape.lora_r for _ in wrapped)
     if shape.lora_dropout > 0:
-        mask = 1 if shape.on_gpu else _adapter_bytes(shape)  # the dropout runs in the adapters' dtype
+        mask = 1 if shape.on_gpu else adapter_bytes(shape)  # the dropout runs in the adapters' dtype
         lora += sum((a + mask) * fan_in for fan_in, _ in wrapped.values())
-    elif _adapter_bytes(shape) != a:  # peft casts the input to the adapters' dtype, autocast casts it back
+    elif adapter_bytes(shape) != a:  # peft casts the input to the adapters' dtype, autocast casts it back
         lora += sum(a * fan_in for fan_in, _ in wrapped.values())
     else:  # bf16 adapters take the Linears' own inputs: the norms' outputs and down_proj's (o_proj's is SDPA's)
         sources = {"input_layernorm": h, "post_attention_layernorm": h, "down_proj": model.intermediate}
@@ -257,7 +265,7 @@ def backward_temporary_bytes(model: Any, shape: TrainingShape) -> tuple[float, s
     down projection's input, and the hidden-wide gradient with its fp32 twin (measured on Llama-3.2-1B at 4,096
     tokens: 730.7 MiB for the layer being recomputed)."""
     a = DTYPE_BYTES[shape.precision]
-    upcast = 4 if _adapter_bytes(shape) != a else 0
+    upcast = 4 if adapter_bytes(shape) != a else 0
     width = (model.active_experts * model.expert_intermediate + model.shared_expert_intermediate if model.is_moe
              else model.intermediate)
     per_token = (2 * a + upcast) * width + (a + upcast) * model.hidden
@@ -278,19 +286,53 @@ def loss_bytes(model: Any, shape: TrainingShape) -> tuple[float, str]:
     return size, formula
 
 
+def gathered_bytes(model: Any, shape: TrainingShape) -> tuple[float, str]:
+    """What a sharded run holds unsharded at once: FSDP2 all-gathers one decoder layer while it computes and
+    prefetches the next (torch.distributed.fsdp.fully_shard: implicit forward and backward prefetch), and
+    accelerate keeps the final norm and lm_head gathered from their forward to their backward
+    (reshard_after_forward=False for that group, accelerate.utils.fsdp_utils.fsdp2_prepare_model). lorawiz's ZeRO-3
+    config caps DeepSpeed's live parameters at the same two layers (stage3_max_live_parameters)."""
+    weights, _ = weight_bytes(model, shape)
+    counts = model.parameters()
+    dtype = DTYPE_BYTES[shape.precision]
+    ends = (counts["embeddings"] + counts["lm_head"]) * dtype  # never quantized by bitsandbytes
+    layer = (weights - ends) / model.layers
+    head = (counts["lm_head"] or counts["embeddings"]) * dtype
+    return 2 * layer + head, (f"2 decoder layers unsharded ({layer / GIB:.2f} GiB each: the one computing and the "
+                              f"one prefetched) + lm_head kept whole through the loss ({head / GIB:.2f} GiB)")
+
+
+def _add_state(out: MemoryBreakdown, model: Any, shape: TrainingShape, trainable: int) -> None:
+    """Weights, adapters and optimizer states: whole on every GPU, or divided among the shards (nothing of them on
+    the GPU when offloaded to CPU RAM, then the gathered layers only)."""
+    weights, formula = weight_bytes(model, shape)
+    size = adapter_bytes(shape)
+    optimizer, optimizer_formula = optimizer_bytes(shape, trainable)
+    state = [("base weights", weights, formula),
+             ("LoRA weights", trainable * size, f"{trainable:,} adapter parameters x {size} bytes"),
+             ("optimizer states", optimizer, optimizer_formula)]
+    if not shape.sharded:
+        for term in state:
+            out.add(*term)
+        return
+    if not shape.offload:
+        for name, value, why in state:
+            out.add(name, value / shape.shards, f"({why}) / {shape.shards} GPUs, sharded")
+    out.add("gathered weights", *gathered_bytes(model, shape))
+
+
 def estimate_memory(model: Any, shape: TrainingShape) -> MemoryBreakdown:
     """Peak memory of one training step on one GPU, term by term (see the module docstring)."""
     if shape.quantization not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {shape.quantization!r}; expected one of {QUANTIZATIONS}")
+    if shape.sharding not in SHARDINGS:
+        raise ValueError(f"unknown sharding {shape.sharding!r}; expected one of {SHARDINGS}")
     out = MemoryBreakdown()
-    weights, formula = weight_bytes(model, shape)
-    out.add("base weights", weights, formula)
     # layers_to_transform: fewer adapters, exactly; their activations are still counted on every layer (an upper bound)
     trainable = lora_parameters(model, shape.lora_r, shape.target_modules, shape.adapted_layers)
     out.trainable_parameters = trainable
-    size = _adapter_bytes(shape)
-    out.add("LoRA weights", trainable * size, f"{trainable:,} adapter parameters x {size} bytes")
-    out.add("optimizer states", *optimizer_bytes(shape, trainable))
+    size = adapter_bytes(shape)
+    _add_state(out, model, shape, trainable)
 
     a = DTYPE_BYTES[shape.precision]
     tokens, h, layers = shape.tokens, model.hidden, model.layers
@@ -298,7 +340,8 @@ def estimate_memory(model: Any, shape: TrainingShape) -> MemoryBreakdown:
     # Autocast caches the bf16 copy of each fp32 adapter weight for the whole forward pass.
     copies = trainable * 2 if size == 4 and a == 2 else 0
     loss, loss_formula = loss_bytes(model, shape)
-    grads = trainable * size
+    # Sharded, each GPU keeps its shard of the adapter gradients (reduce-scattered; offloaded: none of them)
+    grads = 0 if shape.offload else trainable * size / shape.shards
     # Adapters on a mixture of experts' fused experts (peft's ParamWrapper) merge W + BA for a layer's forward: a
     # full copy of its experts, which backward keeps, with a weight-shaped gradient of the down experts.
     merged = (model.expert_parameters() * a
@@ -338,6 +381,8 @@ def estimate_memory(model: Any, shape: TrainingShape) -> MemoryBreakdown:
             "" if shape.gradient_accumulation > 1 else f" / {layers} layers (the first layer's)")
     else:
         held, grads_now, grads_formula = (late, "the first layer's"), grads, f"{trainable:,} x {size} B (all)"
+    if shape.sharded:
+        grads_formula += " in CPU RAM (offloaded)" if shape.offload else f" / {shape.shards} GPUs (sharded)"
     moments["backward"] = [("activations", *held),
                            ("layer in backward", layer + tokens * flowing,
                             f"{layer_formula} + {tokens:,} tokens x {flowing_formula}"),

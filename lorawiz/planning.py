@@ -127,8 +127,8 @@ def given_choices(resolved: Any) -> dict[str, Choice]:
         source = resolved.source(name)
         if source.kind in RECOMMENDED_KINDS or value is None:
             continue
-        why = f"set by the {source.label}" if source.kind == "preset" else "your value: it wins over the " \
-                                                                           "recommendation"
+        why = (f"set by the {source.label}" if source.kind == "preset" else source.reason
+               if source.kind == "adjusted" else "your value: it wins over the recommendation")
         given[name] = Choice(value, why, source)
     return given
 
@@ -150,7 +150,8 @@ def fill_from_plan(resolved: Any, plan: Plan) -> Any:
     """The configuration the run uses: the recommender's value for every knob that nobody set, validated again."""
     changes = {}
     for name, choice in plan.values.items():
-        if choice.by_recommender and resolved.source(name).kind in RECOMMENDED_KINDS:
+        # a knob nobody set, or one set to auto (None: "the recommender decides")
+        if choice.by_recommender and (resolved.source(name).kind in RECOMMENDED_KINDS or resolved.value(name) is None):
             changes[name] = (choice.value, recommended(choice.reason))
     return resolved.with_values(changes)
 

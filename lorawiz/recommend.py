@@ -14,6 +14,7 @@ from typing import Any
 
 from lorawiz.fitting import MEMORY_BUDGET, cheapest_fix
 from lorawiz.memory import GIB, MemoryBreakdown, TrainingShape, adapted_layer_count, estimate_memory
+from lorawiz.parallelism import Layout, candidates, choose_layout
 from lorawiz.throughput import TimeEstimate, estimate_time
 
 SIXTEEN_BIT_MARGIN = 0.75  # 16-bit LoRA only when its leanest setting needs at most 75% of the budget
@@ -70,6 +71,8 @@ class Plan:
     train_rows: int = 0  # rows trained on, after the validation hold-out
     effective_batch: int = 0  # rows per optimizer step, all devices together
     devices: int = 1  # GPUs (or processes) the batch is shared among
+    layout: Layout = field(default_factory=Layout)  # how the GPUs and machines share the run
+    host_bytes: float = 0.0  # CPU RAM a machine needs for the model (sharded loading, offloading)
     notes: list[str] = field(default_factory=list)  # facts worth printing that are not warnings
 
     def value(self, name: str) -> Any:
@@ -192,16 +195,18 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
 
     adapted = adapted_layer_count(settings.get("layers_to_transform"))
 
-    def shape(quant: str, micro: int, ckpt: bool) -> TrainingShape:
+    def shape(quant: str, micro: int, ckpt: bool, layout: Layout | None = None) -> TrainingShape:
         return TrainingShape(precision=precision, quantization=quant, lora_r=rank, target_modules=targets,
                              optimizer=optim, micro_batch=micro, seq_len=seq_len, gradient_checkpointing=ckpt,
-                             lora_dropout=dropout, on_gpu=gpu, adapted_layers=adapted)
+                             lora_dropout=dropout, on_gpu=gpu, adapted_layers=adapted,
+                             **(layout or plan.layout).shape_fields())
 
-    quant = _choose_quantization(model, shape, budget, gpu, fixed, plan, choose)
+    ram_budget = hardware.ram_bytes * MEMORY_BUDGET if hardware.ram_bytes else None
+    quant = _choose_layout(model, hardware, shape, budget, ram_budget, fixed, plan, choose)
     rows = data.rows or 0
     train_rows = rows - held_out_rows(rows, settings) if rows else 0
     target_batch = effective_batch_for(train_rows or None)
-    devices = max(1, hardware.gpu_count)
+    devices = plan.layout.world
     micro, ckpt = _choose_micro_batch(model, shape, quant, budget, max(1, target_batch // devices), fixed)
     micro = choose("per_device_train_batch_size", micro, "largest micro-batch (up to the effective batch) that "
                                                           "fits in 90% of the free memory")
@@ -325,26 +330,55 @@ def _seq_len(data: DataFacts, model: Any) -> tuple[int, str]:
     return min(DEFAULT_SEQ_LEN, limit), f"no data statistics: {min(DEFAULT_SEQ_LEN, limit):,}"
 
 
-def _choose_quantization(model, shape, budget, gpu, fixed, plan, choose) -> str:
-    if "load_in_8bit" in fixed and fixed["load_in_8bit"].value:
+def _choose_layout(model, hardware, shape, budget, ram_budget, fixed, plan, choose) -> str:
+    """The parallelism, CPU offload and quantization together (lorawiz.parallelism gives the order of preference):
+    sets plan.layout and returns the quantization."""
+    machines, per_machine = max(1, hardware.machines), max(1, hardware.gpu_count)
+    given_parallelism = fixed["parallelism"].value if "parallelism" in fixed else None
+    given_offload = fixed["cpu_offload"].value if "cpu_offload" in fixed else None
+    eight_bit = "load_in_8bit" in fixed and fixed["load_in_8bit"].value
+    if eight_bit:
+        quants = ("int8",)
         choose("load_in_4bit", False, f"off: 8-bit is set ({fixed['load_in_8bit'].source})")
-        return "int8"
-    if "load_in_4bit" in fixed:
-        quant = "nf4-dq" if fixed["load_in_4bit"].value else "none"
-        plan.values["load_in_4bit"] = fixed["load_in_4bit"]
-        return quant  # bitsandbytes >= 0.50 quantises on the CPU too
-    if not gpu:
-        choose("load_in_4bit", False, "no GPU: full precision (4-bit on the CPU saves memory but is slow)")
-        return "none"
-    lean = estimate_memory(model, shape("none", 1, True)).total
-    if lean <= budget * SIXTEEN_BIT_MARGIN:
-        choose("load_in_4bit", False, f"16-bit LoRA fits with margin ({lean / GIB:.1f} GiB at its leanest)")
-        return "none"
-    quantized = estimate_memory(model, shape("nf4-dq", 1, True)).total
-    choose("load_in_4bit", True, f"16-bit LoRA would need {lean / GIB:.1f} GiB at its leanest: 4-bit QLoRA "
-                                 f"({quantized / GIB:.1f} GiB" + (", as its experts are not Linear layers and stay "
-                                                                 "16-bit" if model.is_moe else "") + ")")
-    return "nf4-dq"
+    elif "load_in_4bit" in fixed:
+        quants = ("nf4-dq",) if fixed["load_in_4bit"].value else ("none",)
+        plan.values["load_in_4bit"] = fixed["load_in_4bit"]  # bitsandbytes >= 0.50 quantises on the CPU too
+    else:
+        quants = ("none", "nf4-dq") if not hardware.is_cpu_only else ("none",)
+    if hardware.is_cpu_only:
+        plan.layout = Layout(given_parallelism or "ddp", bool(given_offload), machines, per_machine)
+        choose("parallelism", "ddp", "no GPU: the processes share the batch (data parallel)")
+        choose("cpu_offload", False, "no GPU: nothing to offload")
+        if "load_in_4bit" not in plan.values:
+            choose("load_in_4bit", False, "no GPU: full precision (4-bit on the CPU saves memory but is slow)")
+        return quants[0]
+    order = candidates(given_parallelism or ("ddp" if eight_bit else None), quants, machines, per_machine)
+    if given_offload is not None:
+        order = [(layout, quant) for layout, quant in order if layout.offload == given_offload] or [
+            (Layout(given_parallelism or "fsdp", True, machines, per_machine), quant) for quant in quants]
+    found, why, tried = choose_layout(model, lambda layout, quant: shape(quant, 1, True, layout),
+                                      lambda trial: estimate_memory(model, trial).total, budget, ram_budget, order,
+                                      lambda quant: SIXTEEN_BIT_MARGIN if quant == "none" and len(quants) > 1
+                                      else 1.0)
+    plan.layout, plan.host_bytes = found.layout, found.host
+    choose("parallelism", found.layout.parallelism, why)
+    choose("cpu_offload", found.layout.offload, "the model fits the GPUs only with it" if found.layout.offload else
+           "data parallel: every GPU holds the model" if found.layout.parallelism == "ddp" else "not needed to fit")
+    if found.layout.sharding != "none":
+        plan.notes.append(f"CPU RAM: {found.host / GIB:,.0f} GiB a machine for the model ({found.host_formula})")
+    if "load_in_4bit" not in plan.values:
+        sixteen = [c.need for c in tried if c.quantization == "none"]
+        lean = min(sixteen) if sixteen else found.need
+        where = " a GPU" if found.layout.world > 1 else ""
+        if found.quantization == "none":
+            choose("load_in_4bit", False, f"16-bit LoRA fits with margin ({lean / GIB:.1f} GiB{where} at its "
+                                          "leanest)")
+        else:
+            choose("load_in_4bit", True, f"16-bit LoRA would need {lean / GIB:.1f} GiB{where} at its leanest: "
+                                         f"4-bit QLoRA ({found.need / GIB:.1f} GiB" + (
+                                             ", as its experts are not Linear layers and stay 16-bit"
+                                             if model.is_moe else "") + ")")
+    return found.quantization
 
 
 def _choose_micro_batch(model, shape, quant, budget, per_device_batch, fixed) -> tuple[int, bool]:

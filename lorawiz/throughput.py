@@ -44,7 +44,7 @@ def estimate_time(model: Any, hardware: Any, data: Any, shape: TrainingShape, st
         if not peak:
             return TimeEstimate(steps, tokens, 0.0, "unknown GPU peak throughput: no time estimate")
         mfu = MFU.get(shape.quantization, 0.25)
-        flops = peak * mfu * hardware.gpu_count
-        assumption = f"{hardware.gpu_count} GPU(s) at {mfu:.0%} of {peak / 1e12:.0f} TFLOP/s peak"
+        flops = peak * mfu * hardware.world_size
+        assumption = f"{hardware.world_size} GPU(s) at {mfu:.0%} of {peak / 1e12:.0f} TFLOP/s peak"
     return TimeEstimate(steps, tokens, tokens * per_token / flops, f"estimate: {assumption}; "
                         "padded micro-batches count as full length")

@@ -20,8 +20,8 @@ def plan_command(
     set_: opt.SetOpt = None,
     hardware: Annotated[str | None, typer.Option(
         "--hardware", metavar="SPEC", help="Plan for another machine: a name (t4, a10g, l4, rtx3090, rtx4090, "
-        "a100-40gb, a100-80gb, h100-80gb, h200, laptop-8gb, cpu), a count (4xa100-80gb), or a `doctor --json` "
-        "file [default: this machine].")] = None,
+        "a100-40gb, a100-80gb, h100-80gb, h200, laptop-8gb, cpu), GPUs x a name (4xa100-80gb), machines x "
+        "GPUs x a name (2x8xh100-80gb), or a `doctor --json` file [default: this machine].")] = None,
     as_json: opt.JsonOpt = False,
     model_name_or_path: opt.ModelOpt = None,
     train_file: opt.TrainFileOpt = None,
@@ -63,6 +63,7 @@ def plan_command(
       lorawiz plan --model meta-llama/Llama-3.1-8B --data train.jsonl
       lorawiz plan --model qwen2.5-7b --data train.jsonl --hardware t4 --preset memory
       lorawiz plan run.yaml --hardware 4xa100-80gb --json
+      lorawiz plan --model llama3.1-405b --data train.jsonl --hardware 2x8xh100-80gb
     """
     from lorawiz.config.resolve import resolve_config
     from lorawiz.planning import fill_from_plan, gather, make_plan, plan_json
@@ -86,5 +87,14 @@ def plan_command(
 
         plain = is_plain()
         get_console().print(render_plan(inputs, plan, filled, plain), soft_wrap=plain)
+    if plan.layout.machines > 1 and not as_json:
+        import sys
+
+        from lorawiz.train.launcher import machine_commands
+
+        typer.echo(f"run on each of the {plan.layout.machines} machines (MACHINE0_ADDRESS: the address of "
+                   "machine 0, reachable from the others; one shared output folder):")
+        for rank, command in enumerate(machine_commands(sys.argv[1:], plan.layout.machines)):
+            typer.echo(f"  machine {rank}: {command}")
     if not plan.fits:
         raise typer.Exit(DOES_NOT_FIT)

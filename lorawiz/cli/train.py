@@ -33,9 +33,18 @@ def train_command(
     num_processes: Annotated[int | None, typer.Option("--num-processes", metavar="N", help="Data-parallel processes "
                                                       "[default: ACCELERATE_NUM_PROCESSES, else one per visible "
                                                       "GPU].")] = None,
-    accelerate_config: Annotated[str | None, typer.Option("--accelerate-config", metavar="FILE", help="An "
+    accelerate_config: Annotated[str | None, typer.Option("--accelerate-config", metavar="FILE", help="Your own "
                                                           "accelerate config (FSDP, DeepSpeed, several machines), "
-                                                          "passed to accelerate launch.")] = None,
+                                                          "passed to accelerate launch; it wins over the one lorawiz "
+                                                          "writes for the plan.")] = None,
+    num_machines: Annotated[int, typer.Option("--num-machines", metavar="M", help="Machines the run spans; start "
+                                              "the same command on each, with its own --machine-rank.")] = 1,
+    machine_rank: Annotated[int, typer.Option("--machine-rank", metavar="K", help="This machine's number, 0 to "
+                                              "M-1 (0 is the main one: it writes the run folder).")] = 0,
+    main_process_ip: Annotated[str | None, typer.Option("--main-process-ip", metavar="ADDR", help="Address of "
+                                                        "machine 0, which the others connect to.")] = None,
+    main_process_port: Annotated[int | None, typer.Option("--main-process-port", metavar="PORT", help="Port on "
+                                                          "machine 0 [default: 29500].")] = None,
     plain: Annotated[bool, typer.Option("--plain", help="One plain line per logging step instead of the "
                                         "dashboard.")] = False,
     model_name_or_path: opt.ModelOpt = None,
@@ -90,14 +99,19 @@ def train_command(
 
     if plain:
         set_plain(True)
-    if not launcher.launched() and not dry_run:
-        processes, cpu = _processes(num_processes)
-        if processes > 1 or accelerate_config:
-            raise typer.Exit(launcher.relaunch(sys.argv[1:], processes, accelerate_config, cpu))
-
     resolved = resolve_config(opt.config_path(config, config_file), preset=preset, set_items=set_ or (),
                               flags=opt.typed_flags(locals()),
                               flag_names=opt.flag_spellings())
+    if not launcher.launched() and not dry_run:
+        processes, cpu = _processes(num_processes)
+        launch = launcher.Launch(processes, num_machines, machine_rank, main_process_ip, main_process_port)
+        launch.check()
+        if accelerate_config:
+            raise typer.Exit(launcher.relaunch(sys.argv[1:], processes, accelerate_config, cpu))
+        if processes > 1 or num_machines > 1:
+            from lorawiz.train.distributed import launch_planned
+
+            raise typer.Exit(launch_planned(sys.argv[1:], resolved, launch, cpu, hardware))
     request = TrainRequest(resolved, backend=backend, resume=resume, dry_run=dry_run, overwrite=overwrite,
                            plain=is_plain(), hardware_spec=hardware, argv=sys.argv[1:], reporter=reporter())
     run_training(request)

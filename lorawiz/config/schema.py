@@ -38,6 +38,9 @@ SCHEDULERS = (
     "warmup_stable_decay",
 )
 DTYPES = ("auto", "bfloat16", "float16", "float32")
+PARALLELISMS = ("ddp", "fsdp", "deepspeed")
+PARALLELISM_ALIASES = {"dp": "ddp", "data_parallel": "ddp", "fsdp2": "fsdp", "zero3": "deepspeed",
+                       "deepspeed_zero3": "deepspeed", "zero-3": "deepspeed", "ds": "deepspeed"}
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,11 @@ SECTIONS: dict[str, tuple[Knob, ...]] = {
            auto=True),
         _k("optim", Literal[OPTIMIZERS], None,
            "Optimizer: paged_adamw_8bit saves memory on CUDA, adamw_torch elsewhere.", auto=True),
+        _k("parallelism", Literal[PARALLELISMS], None, "How several GPUs share a run: ddp (each GPU trains a full "
+           "copy: fastest where the model fits one GPU), fsdp (FSDP2 divides the model among the GPUs), deepspeed "
+           "(ZeRO-3); auto (unset) takes ddp when the model fits one GPU, else sharding.", auto=True),
+        _k("cpu_offload", bool, None, "With fsdp or deepspeed, keep the sharded weights, gradients and optimizer "
+           "states in CPU RAM: bigger models on small GPUs, several times slower steps.", auto=True),
     ),
     "logging": (
         _k("output_dir", str, "outputs/lorawiz-run", "Where the adapter, checkpoints, logs and metrics go."),

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lorawiz.config.layers import DEFAULT, Source, derived
-from lorawiz.config.schema import DTYPE_ALIASES, KNOBS, LIST_KNOBS, SECTIONS
+from lorawiz.config.schema import DTYPE_ALIASES, KNOBS, LIST_KNOBS, PARALLELISM_ALIASES, SECTIONS
 from lorawiz.errors import Problem, ProblemsError
 
 
@@ -90,6 +90,10 @@ def normalize(name: str, value: Any) -> Any:
     if name in ("eval_strategy", "save_strategy", "lr_scheduler_type"):
         # `eval_strategy: false` in YAML or JSON, as TrainingArguments configs write it; `No`, `Steps` as typed
         return "no" if value is False else value.lower() if isinstance(value, str) else value
+    if name in ("parallelism", "cpu_offload") and isinstance(value, str) and value.lower() == "auto":
+        return None  # the recommender decides, as when unset
+    if name == "parallelism" and isinstance(value, str):
+        return PARALLELISM_ALIASES.get(value.lower(), value.lower())
     if name == "task" and isinstance(value, str):
         return {"domain-adaptation": "domain", "domain_adaptation": "domain"}.get(value.lower(), value.lower())
     return value
@@ -308,6 +312,16 @@ def _cross_field_problems(cfg: Mapping[str, Any], sources: Mapping[str, Source])
                              "layers_to_transform needs lora_target_modules as a list of names (peft cannot combine "
                              "it with all-linear), e.g. [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
                              "down_proj]."))
+    if opt.cpu_offload and opt.parallelism == "ddp":
+        found.append(Problem(src("cpu_offload", "parallelism"), "cpu_offload needs a sharded run: data parallel "
+                                                                "keeps the whole model on every GPU. Use "
+                                                                "parallelism: fsdp (or deepspeed), or cpu_offload: "
+                                                                "false."))
+    if model.load_in_8bit and opt.parallelism in ("fsdp", "deepspeed"):
+        found.append(Problem(src("load_in_8bit", "parallelism"), f"{opt.parallelism} cannot shard bitsandbytes' "
+                                                                 "8-bit weights (they are not floating point). Use "
+                                                                 "load_in_4bit (4-bit weights shard), or "
+                                                                 "parallelism: ddp."))
     if train.max_steps == 0:
         found.append(Problem(src("max_steps"), "max_steps 0 would train nothing: use -1 (no cap) or at least 1."))
     if log.greater_is_better and "loss" in log.metric_for_best_model:

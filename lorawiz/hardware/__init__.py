@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lorawiz.hardware.nvml import ResourceSampler, probe
-from lorawiz.hardware.profile import GpuInfo, HardwareProfile, describe
+from lorawiz.hardware.profile import GpuInfo, HardwareProfile, describe, machines_of
 from lorawiz.hardware.specs import parse_hardware_spec, read_hardware_file, spec_profile
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "HardwareProfile",
     "ResourceSampler",
     "describe",
+    "machines_of",
     "parse_hardware_spec",
     "probe",
     "read_hardware_file",

@@ -73,10 +73,18 @@ class HardwareProfile:
     """Where this came from: "probe", "spec:NAME" (built-in table) or "file:PATH" (a saved profile)."""
     notes: list[str] = field(default_factory=list)
     """Why something is missing or was assumed, in words a user can act on."""
+    machines: int = 1
+    """Machines of this kind the run spans (`--hardware 2x8xh100-80gb`, `train --num-machines 2`); `gpus` are one
+    machine's."""
 
     @property
     def gpu_count(self) -> int:
         return len(self.gpus)
+
+    @property
+    def world_size(self) -> int:
+        """GPUs of all machines together (the processes a GPU run starts)."""
+        return self.gpu_count * self.machines
 
     @property
     def is_cpu_only(self) -> bool:
@@ -103,6 +111,7 @@ class HardwareProfile:
             "ram_bytes": self.ram_bytes,
             "disk_free_bytes": self.disk_free_bytes,
             "notes": list(self.notes),
+            "machines": self.machines,
         }
 
     @classmethod
@@ -134,6 +143,7 @@ class HardwareProfile:
             disk_free_bytes=_optional(data, "disk_free_bytes", int, problems),
             source=_optional(data, "source", str, problems) or "probe",
             notes=[str(note) for note in notes],
+            machines=_optional(data, "machines", int, problems) or 1,
         )
         if problems:
             raise ProblemsError(where, problems, hint=FILE_HINT)
@@ -273,3 +283,16 @@ def _describe_gpus(run: list[GpuInfo]) -> str:
 
 def _gib(size: int) -> str:
     return f"{size / GiB:.1f} GiB"
+
+
+def machines_of(profile: HardwareProfile, environ: Mapping[str, str] | None = None) -> HardwareProfile:
+    """This machine's profile as one of the several a launch spans: torchrun (under accelerate launch) sets
+    WORLD_SIZE to all machines' processes and LOCAL_WORLD_SIZE to this machine's."""
+    import os
+    from dataclasses import replace
+
+    env = os.environ if environ is None else environ
+    world, local = int(env.get("WORLD_SIZE") or 0), int(env.get("LOCAL_WORLD_SIZE") or 0)
+    if profile.gpus and local and world > local and world % local == 0:
+        return replace(profile, machines=world // local)
+    return profile

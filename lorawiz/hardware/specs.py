@@ -12,7 +12,8 @@ from pathlib import Path
 from lorawiz.errors import LorawizError
 from lorawiz.hardware.profile import FILE_HINT, GpuInfo, HardwareProfile, MiB
 
-MAX_SPEC_GPUS = 64  # enough for an 8-node x 8-GPU plan; a larger count is more likely a typo
+MAX_SPEC_GPUS = 16  # GPUs in one machine: 8 in the usual server, 16 in the largest (HGX-2); more is a typo
+MAX_SPEC_MACHINES = 128
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ _ALIAS_NOTES = {"a100": 'took "a100" as a100-40gb, the safer of the two; say a10
 _SPEC_BY_NVML_NAME = {name.lower(): spec for spec in GPU_SPECS.values() for name in spec.nvml_names}
 
 
-def spec_profile(name: str, count: int = 1) -> HardwareProfile:
+def spec_profile(name: str, count: int = 1, machines: int = 1) -> HardwareProfile:
     """A profile from the built-in table. Host facts (driver, CPU, RAM, disk) are None: they belong to the
     target machine, which this one cannot see. Free memory = total, as on a probed idle GPU: the memory
     estimator adds this run's CUDA context itself, so nothing is subtracted here."""
@@ -110,7 +111,9 @@ def spec_profile(name: str, count: int = 1) -> HardwareProfile:
     gpus = [GpuInfo(index, spec.name, "", total, total, spec.compute_capability, spec.peak_tflops_bf16,
                     spec.memory_bandwidth_gbs) for index in range(count)]
     label = name if count == 1 else f"{count}x{name}"
-    return HardwareProfile(gpus=gpus, source=f"spec:{label}")
+    if machines > 1:
+        label = f"{machines}x{count}x{name}"
+    return HardwareProfile(gpus=gpus, source=f"spec:{label}", machines=machines)
 
 
 def spec_for_nvml_name(name: str) -> GpuSpec | None:
@@ -119,11 +122,13 @@ def spec_for_nvml_name(name: str) -> GpuSpec | None:
 
 
 def parse_hardware_spec(spec: str) -> HardwareProfile:
-    """Turn a `--hardware` value into a profile: a table name ("a100-80gb", "H100", "RTX 4090"), a count and a
-    name ("4xa100-80gb", "4x a100-80gb"), or a path to a JSON profile."""
+    """Turn a `--hardware` value into a profile: a table name ("a100-80gb", "H100", "RTX 4090"), GPUs x a name
+    ("4xa100-80gb", "4x a100-80gb"), machines x GPUs x a name ("2x8xh100-80gb"), or a path to a JSON profile."""
     text = spec.strip()
     if text.lower().endswith(".json"):
         return read_hardware_file(text)
+    machines_match = re.fullmatch(r"(\d+)\s*[x\u00d7]\s*(\d+\s*[x\u00d7]\s*.+)", text, flags=re.IGNORECASE)
+    machines_text, text = (machines_match.group(1), machines_match.group(2)) if machines_match else (None, text)
     count_match = re.fullmatch(r"(\d+)\s*[x\u00d7]\s*(.+)", text, flags=re.IGNORECASE)
     count_text, name_text = (count_match.group(1), count_match.group(2)) if count_match else (None, text)
     normal = _normalise(name_text)
@@ -131,14 +136,19 @@ def parse_hardware_spec(spec: str) -> HardwareProfile:
     if key is None:
         if text and Path(text).expanduser().is_file():
             return read_hardware_file(text)
-        raise _unknown_hardware(spec, normal, count_text)
+        raise _unknown_hardware(spec, normal, f"{machines_text}x{count_text}" if machines_text else count_text)
     if count_text is not None and key == CPU_SPEC:
         raise LorawizError(f'--hardware "{spec}": "cpu" takes no GPU count.', hint='Use --hardware cpu.')
     count = int(count_text) if count_text is not None else 1
+    machines = int(machines_text) if machines_text is not None else 1
     if not 1 <= count <= MAX_SPEC_GPUS:
-        raise LorawizError(f'--hardware "{spec}": the GPU count must be 1 to {MAX_SPEC_GPUS}, not {count}.',
-                           hint=f"For example --hardware 8x{key}.")
-    profile = spec_profile(key, count)
+        raise LorawizError(f'--hardware "{spec}": the GPUs of one machine must be 1 to {MAX_SPEC_GPUS}, not '
+                           f'{count}.', hint=f"For several machines write MACHINES x GPUS x NAME, e.g. --hardware "
+                                             f"{max(2, -(-count // 8))}x8x{key}.")
+    if not 1 <= machines <= MAX_SPEC_MACHINES:
+        raise LorawizError(f'--hardware "{spec}": the machine count must be 1 to {MAX_SPEC_MACHINES}, not '
+                           f'{machines}.', hint=f"For example --hardware 2x8x{key}.")
+    profile = spec_profile(key, count, machines)
     if normal in _ALIAS_NOTES:
         profile.notes.append(_ALIAS_NOTES[normal])
     return profile

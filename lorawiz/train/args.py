@@ -71,9 +71,24 @@ def quantization_config(cfg: Any) -> Any:
 
     compute = model.bnb_4bit_compute_dtype
     dtype = model_dtype(cfg) if compute == "auto" else torch_dtype(compute)
+    # Sharded, the packed 4-bit weights are stored in the compute dtype: FSDP and ZeRO-3 shard only floating-point
+    # tensors (bitsandbytes docs, "FSDP-QLoRA": bnb_4bit_quant_storage; PEFT's FSDP and DeepSpeed QLoRA guides)
+    # ... in the dtype the model loads in (the guides: from_pretrained's dtype must be the storage dtype)
+    storage = {"bnb_4bit_quant_storage": model_dtype(cfg)} if sharded(cfg) else {}
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=model.bnb_4bit_quant_type,
                               bnb_4bit_use_double_quant=model.bnb_4bit_use_double_quant,
-                              bnb_4bit_compute_dtype=dtype)
+                              bnb_4bit_compute_dtype=dtype, **storage)
+
+
+def sharded(cfg: Any) -> bool:
+    """Whether the run shards the model across its processes (FSDP or DeepSpeed ZeRO-3)."""
+    return cfg.optimization.parallelism in ("fsdp", "deepspeed")
+
+
+def trainer_gradient_checkpointing(cfg: Any) -> bool:
+    """The Trainer's own gradient checkpointing: off under FSDP, which checkpoints each wrapped layer itself
+    (fsdp_activation_checkpointing in the accelerate config; transformers refuses both at once)."""
+    return bool(planned(cfg, "gradient_checkpointing")) and cfg.optimization.parallelism != "fsdp"
 
 
 def lora_config(cfg: Any) -> Any:
@@ -172,7 +187,7 @@ def sft_config(cfg: Any, *, output_dir: str, on_gpu: bool, train_rows: int, worl
         steps["eval_steps"] = planned(cfg, "eval_steps")
     if log.save_strategy == "steps":
         steps["save_steps"] = planned(cfg, "save_steps")
-    checkpointing = planned(cfg, "gradient_checkpointing")
+    checkpointing = trainer_gradient_checkpointing(cfg)
     return SFTConfig(
         output_dir=output_dir,
         num_train_epochs=float(planned(cfg, "num_train_epochs")),

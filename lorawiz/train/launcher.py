@@ -13,12 +13,39 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from lorawiz.errors import LorawizError
 
 LAUNCHED = "LORAWIZ_LAUNCHED"
-OWN_FLAGS = ("--num-processes", "--accelerate-config")  # consumed here, not passed to the children
+# consumed here, not passed to the children
+OWN_FLAGS = ("--num-processes", "--accelerate-config", "--num-machines", "--machine-rank", "--main-process-ip",
+             "--main-process-port")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Where this launch's processes go: `processes` on this machine, one of `machines`."""
+
+    processes: int = 1
+    machines: int = 1
+    machine_rank: int = 0
+    main_process_ip: str | None = None
+    main_process_port: int | None = None
+
+    def check(self) -> None:
+        if self.machines < 1:
+            raise LorawizError(f"--num-machines {self.machines}: must be at least 1.", hint="For example 2.")
+        if not 0 <= self.machine_rank < self.machines:
+            raise LorawizError(f"--machine-rank {self.machine_rank}: must be 0 to {self.machines - 1} with "
+                               f"--num-machines {self.machines}.",
+                               hint="Give the first machine 0, the next 1, and so on.")
+        if self.machines > 1 and not self.main_process_ip:
+            raise LorawizError(f"--num-machines {self.machines} needs --main-process-ip: the address of machine 0, "
+                               "which the others connect to.",
+                               hint="Pass the same --main-process-ip (and --main-process-port) on every machine; "
+                                    "`lorawiz plan --hardware MxNxGPU` prints each machine's command.")
 
 
 def launched() -> bool:
@@ -79,8 +106,32 @@ def launch_command(argv: list[str], num_processes: int, config_file: str | None,
     return command + ["-m", "lorawiz", *child_args(argv)]
 
 
-def relaunch(argv: list[str], num_processes: int, config_file: str | None, cpu: bool) -> int:
+def relaunch(argv: list[str], num_processes: int, config_file: str | None, cpu: bool,
+             extra_env: dict[str, str] | None = None) -> int:
     """Run the children and return their exit code."""
-    env = {**os.environ, LAUNCHED: "1"}
+    env = {**os.environ, LAUNCHED: "1", **(extra_env or {})}
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, num_processes))))
     return subprocess.call(launch_command(argv, num_processes, config_file, cpu), env=env)
+
+
+def machine_commands(argv: list[str], machines: int, port: int = 29500) -> list[str]:
+    """`lorawiz plan ... --hardware MxNxGPU` as the `lorawiz train` command to start on each machine: the same
+    values, the plan's --hardware left out (each machine probes its own GPUs), and the machine flags."""
+    import shlex
+
+    args, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--hardware", "--json"):
+            skip = arg == "--hardware"
+            continue
+        if arg.startswith("--hardware="):
+            continue
+        args.append(arg)
+    if args and args[0] == "plan":
+        args = args[1:]
+    base = "lorawiz train " + " ".join(shlex.quote(arg) for arg in args)
+    return [f"{base} --num-machines {machines} --machine-rank {rank} --main-process-ip MACHINE0_ADDRESS "
+            f"--main-process-port {port}" for rank in range(machines)]

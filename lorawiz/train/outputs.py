@@ -45,9 +45,14 @@ def write_run_config(output_dir: Path, resolved: Any) -> None:
 
 
 def save_outputs(trainer: Any, tokenizer: Any, resolved: Any, result: Any, output_dir: Path, model_name: str,
-                 backend_name: str, data_stats: dict[str, Any]) -> dict[str, Any]:
-    """The adapter (PEFT form), tokenizer, all_results.json and a short model card; returns the final metrics."""
-    trainer.save_model(str(output_dir))  # adapter_config.json + adapter_model.safetensors (the best, if loaded)
+                 backend_name: str, data_stats: dict[str, Any], adapter_state: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    """The adapter (PEFT form), tokenizer, all_results.json and a short model card; returns the final metrics.
+    `adapter_state`: a sharded run's adapter, gathered from its shards (lorawiz.train.distributed)."""
+    if adapter_state is not None:  # peft keeps the adapter's keys of it, as from an unsharded model
+        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(output_dir), state_dict=adapter_state)
+    else:
+        trainer.save_model(str(output_dir))  # adapter_config.json + adapter_model.safetensors (the best, if loaded)
     tokenizer.save_pretrained(str(output_dir))
     normal_permissions(output_dir)  # safetensors writes owner-only (0600) files
     state = trainer.state

@@ -120,19 +120,23 @@ def _interrupted_note(output_dir: Path, request: TrainRequest) -> str:
 def _plan_and_train(request: TrainRequest) -> TrainResult:
     from lorawiz.libraries import hide_optional_kernel_warning, quiet_libraries
     from lorawiz.planning import adapt_to_machine, fill_from_plan, gather, make_plan
+    from lorawiz.train.distributed import launched_layout
     from lorawiz.views.plan import render_plan
 
     started = time.monotonic()
     hide_optional_kernel_warning()
+    request = replace(request, config=launched_layout(request.config))  # FSDP or ZeRO-3, as accelerate launched it
     cfg = request.config.config
     if not cfg.model.model_name_or_path:
         raise LorawizError("no model to train.", hint="Pass --model (a hub id, a local folder, or builtin:tiny).")
     if not cfg.data.train_file:
         raise LorawizError("no training data.", hint="Pass --data FILE (any shape lorawiz format reads), or "
                                                      "builtin:triage.")
-    machine = _probe_machine(cfg)
+    from lorawiz.hardware import machines_of, parse_hardware_spec, probe
+
+    machine = machines_of(probe(cfg.logging.output_dir or "."))  # --num-machines: this machine, N times
     planned_for = request.hardware_spec
-    hardware = _parse_spec(planned_for) if planned_for else machine
+    hardware = parse_hardware_spec(planned_for) if planned_for else machine
     backend_name, why, backend = _pick_backend(request, machine)  # before transformers: unsloth patches it
     quiet_libraries(request.plain)
     output_dir = Path(cfg.logging.output_dir).expanduser()
@@ -202,18 +206,6 @@ def _finished(output_dir: Path, resolved: Any, request: TrainRequest, is_main: b
     return TrainResult(output_dir, "finished", dict(done), seconds=time.monotonic() - started)
 
 
-def _probe_machine(cfg: Any) -> Any:
-    from lorawiz.hardware import probe
-
-    return probe(cfg.logging.output_dir or ".")
-
-
-def _parse_spec(spec: str) -> Any:
-    from lorawiz.hardware import parse_hardware_spec
-
-    return parse_hardware_spec(spec)
-
-
 def _pick_backend(request: TrainRequest, machine: Any) -> tuple[str, str, Any]:
     """Choose the backend from this machine and the model's architecture, and import it (unsloth comes first)."""
     from lorawiz.builtin import local_path
@@ -264,6 +256,9 @@ def _start(ctx: RunContext, data: Any) -> TrainResult:
         check_fingerprints(ctx.output_dir, config_fp, data_fp, checkpoint)
         ctx.say(f"resuming from {checkpoint}")
     if ctx.is_main:
+        from lorawiz.train.distributed import record_launch_config
+
+        record_launch_config(ctx.output_dir)  # the accelerate config this run was launched with, beside its outputs
         write_run_config(ctx.output_dir, ctx.resolved)
         write_run_info(ctx.output_dir, {"lorawiz": __version__, "config_fingerprint": config_fp,
                                         "data_key": data_fp.key, "backend": ctx.backend_name,
@@ -361,11 +356,14 @@ def _train_once(ctx: RunContext, data: Any, checkpoint: Path | None, fingerprint
                 f"{ctx.output_dir}.")
         ctx.say(f"resume with: {_resume_command(ctx.request)}")
         raise SystemExit(stop.exit_code)  # 130 for Ctrl-C, 143 for SIGTERM
+    from lorawiz.train.distributed import gathered_adapter
+
+    adapter = gathered_adapter(trainer)  # every process takes part in gathering a sharded adapter
     if ctx.is_main:
         from lorawiz.train.outputs import save_outputs
 
         save_outputs(trainer, loaded.tokenizer, ctx.resolved, result, ctx.output_dir, ctx.inputs.model.name,
-                     ctx.backend_name, data.stats)
+                     ctx.backend_name, data.stats, adapter)
         from lorawiz.train.checkpoints import mark_finished
 
         mark_finished(ctx.output_dir, trainer.state.global_step, ctx.cfg)  # `--resume auto` then trains nothing

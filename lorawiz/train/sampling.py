@@ -67,6 +67,18 @@ def sft_trainer_class(lengths: Any = None) -> type:
     from trl import SFTTrainer
 
     class LorawizSFTTrainer(SFTTrainer):
+        def create_accelerator_and_postprocess(self) -> None:
+            super().create_accelerator_and_postprocess()
+            from lorawiz.train.distributed import fsdp_on_cpu_processes
+
+            fsdp_on_cpu_processes(self)
+
+        def _save_checkpoint(self, model: Any, trial: Any) -> None:
+            super()._save_checkpoint(model, trial)
+            from lorawiz.train.distributed import point_to_best_after_sharded_save
+
+            point_to_best_after_sharded_save(self)
+
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             if self.args.train_sampling_strategy != "group_by_length" or dataset is None \

@@ -16,7 +16,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "lorawiz"
 PURE = ("lorawiz.config", "lorawiz.recommend", "lorawiz.fitting", "lorawiz.memory", "lorawiz.throughput",
-        "lorawiz.catalog", "lorawiz.presets", "lorawiz.errors", "lorawiz.data.formats")
+        "lorawiz.catalog", "lorawiz.presets", "lorawiz.errors", "lorawiz.data.formats", "lorawiz.parallelism")
 PURE_THIRD_PARTY = {"yaml", "pydantic"}
 
 

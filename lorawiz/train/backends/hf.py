@@ -19,13 +19,15 @@ class HFBackend:
         from lorawiz.data.masking import ensure_chat_template
         from lorawiz.data.tokens import load_tokenizer
         from lorawiz.hub import cache_only_unless_local
-        from lorawiz.train.args import lora_config, model_kwargs
+        from lorawiz.train.args import lora_config, model_kwargs, sharded, trainer_gradient_checkpointing
 
         notes = []
         quantized = cfg.model.load_in_4bit or cfg.model.load_in_8bit
         # None lets transformers take SDPA where the model supports it and eager attention where not (gpt-oss:
         # its attention sinks have no SDPA path).
-        kwargs = model_kwargs(cfg, "flash_attention_2" if flash_attention(cfg) else None, _device_map(quantized))
+        # Sharded, the model loads on the CPU and FSDP or ZeRO-3 places each process's shard on its GPU
+        kwargs = model_kwargs(cfg, "flash_attention_2" if flash_attention(cfg) else None,
+                              None if sharded(cfg) else _device_map(quantized))
         path = kwargs["pretrained_model_name_or_path"]
         if shipped_quantization(path, kwargs) == "mxfp4":
             if quantized:
@@ -59,7 +61,7 @@ class HFBackend:
         if quantized:
             loaded_dtypes = {name: param.dtype for name, param in model.named_parameters()}
             model = prepare_model_for_kbit_training(
-                model, use_gradient_checkpointing=cfg.optimization.gradient_checkpointing,
+                model, use_gradient_checkpointing=trainer_gradient_checkpointing(cfg),
                 gradient_checkpointing_kwargs={"use_reentrant": False})
             restore_loaded_dtypes(model, loaded_dtypes)
         model = get_peft_model(model, lora_config(cfg))

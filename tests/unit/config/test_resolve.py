@@ -113,7 +113,9 @@ def test_schema_covers_exactly_the_documented_keys():
                                                    # issue 17, point 6: the schedules' settings and two knobs
                                                    "lr_scheduler_kwargs", "tf32", "layers_to_transform",
                                                    # point 5: what Axolotl configs set
-                                                   "datasets", "evals_per_epoch", "saves_per_epoch", "pad_token"}
+                                                   "datasets", "evals_per_epoch", "saves_per_epoch", "pad_token",
+                                                   # issue 18: how several GPUs share a run
+                                                   "parallelism", "cpu_offload"}
 
 
 def test_sectioned_yaml_and_mixed_layouts_load(tmp_path):

@@ -89,10 +89,40 @@ def test_unknown_name_with_count_keeps_the_count_in_the_suggestion():
     assert 'Did you mean "8xh100-80gb"?' in caught.value.hint
 
 
-@pytest.mark.parametrize("spec", ["0xh100", "65xh100"])
-def test_count_out_of_range(spec):
-    with pytest.raises(LorawizError, match="the GPU count must be 1 to 64"):
+@pytest.mark.parametrize("spec", ["0xh100", "17xh100", "2x17xh100"])
+def test_gpus_of_a_machine_out_of_range(spec):
+    with pytest.raises(LorawizError, match="the GPUs of one machine must be 1 to 16") as caught:
         parse_hardware_spec(spec)
+    assert "MACHINES x GPUS x NAME" in caught.value.hint
+
+
+def test_machines_by_gpus_by_name():
+    profile = parse_hardware_spec("2x8xH100-80GB")
+    assert (profile.machines, profile.gpu_count, profile.world_size) == (2, 8, 16)
+    assert profile.source == "spec:2x8xh100-80gb"
+    assert profile.gpus[0].name == "NVIDIA H100 80GB HBM3"
+    assert parse_hardware_spec("4 x 8 x rtx4090").world_size == 32
+    assert parse_hardware_spec("8xh100").machines == 1
+
+
+def test_machines_survive_the_json_form():
+    from lorawiz.hardware.profile import HardwareProfile
+
+    profile = parse_hardware_spec("2x8xa100-80gb")
+    again = HardwareProfile.from_dict(profile.to_dict())
+    assert (again.machines, again.world_size) == (2, 16)
+
+
+@pytest.mark.parametrize("spec", ["0x8xh100", "129x8xh100"])
+def test_machine_count_out_of_range(spec):
+    with pytest.raises(LorawizError, match="the machine count must be 1 to 128"):
+        parse_hardware_spec(spec)
+
+
+def test_unknown_name_keeps_machines_and_gpus_in_the_suggestion():
+    with pytest.raises(LorawizError) as caught:
+        parse_hardware_spec("2x8xh1000")
+    assert 'Did you mean "2x8xh100-80gb"?' in caught.value.hint
 
 
 # ---------------------------------------------------------------------------------------------------------

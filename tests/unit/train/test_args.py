@@ -40,6 +40,7 @@ class Built:
     plan: Any
     data: Any = None
     yaml: dict[str, Any] = field(default_factory=dict)
+    accelerate: dict[str, Any] = field(default_factory=dict)  # the accelerate config a launch would write
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,11 @@ CASES = [
     Case("gradient_checkpointing", True, _sft("gradient_checkpointing")),
     Case("tf32", False, _sft("tf32")),  # true needs an Ampere GPU, which transformers checks for
     Case("optim", "adafactor", lambda b: str(b.sft.optim.value), expected="adafactor"),
+    Case("parallelism", "fsdp", lambda b: (b.accelerate["distributed_type"], b.sft.gradient_checkpointing,
+                                           b.accelerate["fsdp_config"]["fsdp_activation_checkpointing"]),
+         expected=("FSDP", False, True), companions={"gradient_checkpointing": True}),
+    Case("cpu_offload", True, lambda b: b.accelerate["fsdp_config"]["fsdp_offload_params"],
+         companions={"parallelism": "fsdp"}),
     # logging
     Case("output_dir", "OUT", _sft("output_dir")),
     # transformers 5 reads the TensorBoard folder from TENSORBOARD_LOGGING_DIR only, which the runner sets from this
@@ -215,6 +221,9 @@ def _build(resolved: Any, files: dict, needs_data: bool, out: Path) -> Built:
     built = Built(filled, make.sft_config(cfg, output_dir=cfg.logging.output_dir, on_gpu=False, train_rows=ROWS),
                   make.lora_config(cfg), make.quantization_config(cfg), make.model_kwargs(cfg),
                   make.early_stopping(cfg), plan, data)
+    from lorawiz.train.distributed import accelerate_config
+
+    built.accelerate = accelerate_config(cfg, processes=2, layer_class="LlamaDecoderLayer")
     out.mkdir(parents=True, exist_ok=True)
     write_run_config(out, filled)
     text = (out / "lorawiz.yaml").read_text()
