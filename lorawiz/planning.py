@@ -156,8 +156,8 @@ def fill_from_plan(resolved: Any, plan: Plan) -> Any:
     return resolved.with_values(changes)
 
 
-def adapt_to_machine(resolved: Any, machine: Any, planned_for: str | None, world_size: int = 1
-                     ) -> tuple[Any, list[str]]:
+def adapt_to_machine(resolved: Any, machine: Any, planned_for: str | None, world_size: int = 1,
+                     sharded_launch: bool = True) -> tuple[Any, list[str]]:
     """Change what this machine cannot execute in a plan made for other hardware (`train --hardware SPEC`), and
     share the effective batch among CPU processes; each change is returned as a line to print.
 
@@ -193,6 +193,12 @@ def adapt_to_machine(resolved: Any, machine: Any, planned_for: str | None, world
         if not cfg.optimization.fp16:
             changes["fp16"] = (True, adjusted("fp16 instead of bf16 on this GPU"))
             notes.append("fp16: false -> true (fp16 instead of bf16 on this GPU)")
+    if cfg.optimization.parallelism in ("fsdp", "deepspeed") and not sharded_launch:
+        # a plan for other hardware (--hardware 2xrtx4090) chose sharding; this process was not launched for it
+        change("parallelism", "ddp", f"{cfg.optimization.parallelism} needs the processes launched for it, and this "
+                                     "run is one process that was not")
+        if cfg.optimization.cpu_offload:
+            change("cpu_offload", False, "offloading needs a sharded run")
     if world_size > 1 and machine.is_cpu_only and resolved.source("gradient_accumulation_steps").kind == "recommender":
         # the plan counted one device; CPU processes share the effective batch the way GPUs do
         accum = cfg.training.gradient_accumulation_steps

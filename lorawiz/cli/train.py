@@ -108,12 +108,13 @@ def train_command(
         launch.check()
         if accelerate_config:
             raise typer.Exit(launcher.relaunch(sys.argv[1:], processes, accelerate_config, cpu))
-        if processes > 1 or num_machines > 1:
+        if processes > 1 or num_machines > 1 or resolved.config.optimization.parallelism in ("fsdp", "deepspeed"):
             from lorawiz.train.distributed import launch_planned
 
             raise typer.Exit(launch_planned(sys.argv[1:], resolved, launch, cpu, hardware))
     request = TrainRequest(resolved, backend=backend, resume=resume, dry_run=dry_run, overwrite=overwrite,
-                           plain=is_plain(), hardware_spec=hardware, argv=sys.argv[1:], reporter=reporter())
+                           plain=is_plain(), hardware_spec=hardware, argv=launcher.user_argv(sys.argv[1:]),
+                           reporter=reporter())
     run_training(request)
 
 

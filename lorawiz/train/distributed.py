@@ -21,6 +21,12 @@ DEEPSPEED_NAME = "deepspeed_zero3.json"
 CONFIG_ENV = "LORAWIZ_ACCELERATE_CONFIG"  # the file the children were launched with, copied into the run folder
 
 
+def launched_sharded() -> bool:
+    """Whether accelerate launched this process for FSDP or DeepSpeed."""
+    return any(os.environ.get(name, "").lower() == "true"
+               for name in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"))
+
+
 def launched_layout(resolved: Any) -> Any:
     """The parallelism this process was launched with, read from what accelerate launch sets (ACCELERATE_USE_FSDP,
     FSDP_OFFLOAD_PARAMS, ACCELERATE_USE_DEEPSPEED, its offload devices), put into the configuration so that the plan

@@ -19,6 +19,8 @@ from pathlib import Path
 from lorawiz.errors import LorawizError
 
 LAUNCHED = "LORAWIZ_LAUNCHED"
+ARGV = "LORAWIZ_ARGV"  # the user's command line (JSON), for the resume hint the children print
+EXIT_FILE = "LORAWIZ_EXIT_FILE"  # where the main child leaves the exit code of a run stopped by a signal
 # consumed here, not passed to the children
 OWN_FLAGS = ("--num-processes", "--accelerate-config", "--num-machines", "--machine-rank", "--main-process-ip",
              "--main-process-port")
@@ -108,10 +110,37 @@ def launch_command(argv: list[str], num_processes: int, config_file: str | None,
 
 def relaunch(argv: list[str], num_processes: int, config_file: str | None, cpu: bool,
              extra_env: dict[str, str] | None = None) -> int:
-    """Run the children and return their exit code."""
-    env = {**os.environ, LAUNCHED: "1", **(extra_env or {})}
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, num_processes))))
-    return subprocess.call(launch_command(argv, num_processes, config_file, cpu), env=env)
+    """Run the children and return their exit code: a run stopped by Ctrl-C or SIGTERM returns 130 or 143, as one
+    process would (the children exit 0 then and leave the code in a file, so that torchrun reports no failure)."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="lorawiz-exit-") as folder:
+        exit_file = Path(folder) / "exit"
+        env = {**os.environ, LAUNCHED: "1", ARGV: json.dumps(argv), EXIT_FILE: str(exit_file), **(extra_env or {})}
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, num_processes))))
+        code = subprocess.call(launch_command(argv, num_processes, config_file, cpu), env=env)
+        left = exit_file.read_text().strip() if exit_file.is_file() else ""
+    return int(left) if left.isdigit() else code
+
+
+def user_argv(argv: list[str]) -> list[str]:
+    """The command line the user typed: the launcher's (with --num-processes and the machine flags) in a child."""
+    import json
+
+    raw = os.environ.get(ARGV)
+    return json.loads(raw) if raw else argv
+
+
+def stopped_exit(code: int) -> int:
+    """The exit code of a process stopped by a signal: itself alone, or, as one of lorawiz's children, 0 with the
+    code left for the launcher (by the main process)."""
+    path = os.environ.get(EXIT_FILE)
+    if not path:
+        return code
+    if int(os.environ.get("RANK", "0")) == 0:
+        Path(path).write_text(str(code))
+    return 0
 
 
 def machine_commands(argv: list[str], machines: int, port: int = 29500) -> list[str]:

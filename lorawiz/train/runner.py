@@ -120,7 +120,7 @@ def _interrupted_note(output_dir: Path, request: TrainRequest) -> str:
 def _plan_and_train(request: TrainRequest) -> TrainResult:
     from lorawiz.libraries import hide_optional_kernel_warning, quiet_libraries
     from lorawiz.planning import adapt_to_machine, fill_from_plan, gather, make_plan
-    from lorawiz.train.distributed import launched_layout
+    from lorawiz.train.distributed import launched_layout, launched_sharded
     from lorawiz.views.plan import render_plan
 
     started = time.monotonic()
@@ -153,7 +153,8 @@ def _plan_and_train(request: TrainRequest) -> TrainResult:
     inputs = gather(request.config, hardware=hardware, tokenised=run_data.train, data_note=run_data.cache_note())
     plan = make_plan(inputs)
     resolved = fill_from_plan(request.config, plan)
-    resolved, changes = adapt_to_machine(resolved, machine, planned_for, world)
+    resolved, changes = adapt_to_machine(resolved, machine, planned_for, world,
+                                         sharded_launch=request.dry_run or launched_sharded())
     if asked == "auto" and not request.dry_run:
         finished = _finished(output_dir, resolved, request, is_main, started)
         if finished is not None:
@@ -355,7 +356,9 @@ def _train_once(ctx: RunContext, data: Any, checkpoint: Path | None, fingerprint
         ctx.say(f"stopped by {stop.signal_name} at step {trainer.state.global_step}; a checkpoint was saved in "
                 f"{ctx.output_dir}.")
         ctx.say(f"resume with: {_resume_command(ctx.request)}")
-        raise SystemExit(stop.exit_code)  # 130 for Ctrl-C, 143 for SIGTERM
+        from lorawiz.train.launcher import stopped_exit
+
+        raise SystemExit(stopped_exit(stop.exit_code))  # 130 for Ctrl-C, 143 for SIGTERM
     from lorawiz.train.distributed import gathered_adapter
 
     adapter = gathered_adapter(trainer)  # every process takes part in gathering a sharded adapter

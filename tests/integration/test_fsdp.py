@@ -94,7 +94,11 @@ def test_an_interrupted_fsdp_run_resumes_to_the_same_adapter(runs):
     root, _, fsdp = runs
     out = root / "interrupted"
     stopped = train(out, "--set", "parallelism=fsdp", fault="sigint@4")
-    assert "stopped by SIGINT at step" in stopped.stdout, stopped.stdout + stopped.stderr
+    assert stopped.returncode == 130, stopped.stdout + stopped.stderr  # as one process stopped by Ctrl-C
+    assert "stopped by SIGINT at step" in stopped.stdout
+    assert "ChildFailedError" not in stopped.stderr  # the children stopped as asked: torchrun reports no failure
+    hint = next(line for line in stopped.stdout.splitlines() if line.startswith("resume with: "))
+    assert "--num-processes 2" in hint and hint.endswith("--resume auto")  # the command the user typed
     assert not (out / "adapter_model.safetensors").exists()
     resumed = train(out, "--set", "parallelism=fsdp", "--resume", "auto")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

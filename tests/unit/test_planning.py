@@ -64,6 +64,19 @@ def test_a_users_value_this_machine_cannot_run_is_refused_not_changed(data):
         adapt_to_machine(filled, parse_hardware_spec("cpu"), "rtx4090")
 
 
+def test_a_sharded_plan_for_other_hardware_runs_here_as_one_process(data):
+    from lorawiz.config.layers import recommended
+
+    _, _, filled = plan_for(data, hardware="2xrtx4090")
+    sharded = filled.with_values({"parallelism": ("fsdp", recommended("planned for 2 GPUs")),
+                                  "cpu_offload": (True, recommended("planned for 2 GPUs"))})
+    adapted, notes = adapt_to_machine(sharded, parse_hardware_spec("rtx4090"), "2xrtx4090", sharded_launch=False)
+    assert (adapted.value("parallelism"), adapted.value("cpu_offload")) == ("ddp", False)
+    assert any(note.startswith("parallelism: fsdp -> ddp") for note in notes)
+    kept, _ = adapt_to_machine(sharded, parse_hardware_spec("rtx4090"), "2xrtx4090", sharded_launch=True)
+    assert kept.value("parallelism") == "fsdp"
+
+
 def test_the_documented_precedence_is_the_codes():
     """`train --help`, `plan --help` and `config show --help` state the order PRECEDENCE applies."""
     from lorawiz.cli.config import show
