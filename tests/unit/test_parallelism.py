@@ -137,3 +137,19 @@ def test_a_model_too_big_for_one_gpu_is_told_how_many_to_shard_across():
     sharded = plan_for("llama3.1-405b", f"{min(count, 16)}xrtx4090" if count <= 16 else
                        f"{-(-count // 8)}x8xrtx4090")
     assert sharded.value("parallelism") in ("fsdp", "deepspeed")
+
+
+def test_the_time_estimate_counts_the_gathers_where_they_set_the_pace():
+    from lorawiz.throughput import estimate_time, sharded_traffic_seconds
+
+    short = DataFacts(rows=20_000, mean_tokens=100, p95=150, p99=200, max_tokens=256, suggested_max_seq_length=256,
+                      estimated=False)
+    shape = TrainingShape(sharding="fsdp", shards=16, micro_batch=1, seq_len=256)
+    one, two = parse_hardware_spec("16xh100-80gb"), parse_hardware_spec("2x8xh100-80gb")
+    assert sharded_traffic_seconds(LLAMA_70B, two, shape)[0] > sharded_traffic_seconds(LLAMA_70B, one, shape)[0]
+    unsharded = estimate_time(LLAMA_70B, two, short, replace(shape, sharding="none", shards=1), 100, 16)
+    sharded = estimate_time(LLAMA_70B, two, short, shape, 100, 16)
+    assert sharded.seconds > unsharded.seconds
+    assert "all-gathering the weights twice" in sharded.assumption
+    moving = sharded_traffic_seconds(LLAMA_70B, two, shape)[0]
+    assert sharded.seconds == pytest.approx(100 * 16 / 16 * moving)
