@@ -107,11 +107,11 @@ def train_command(
         launch = launcher.Launch(processes, num_machines, machine_rank, main_process_ip, main_process_port)
         launch.check()
         if accelerate_config:
-            raise typer.Exit(launcher.relaunch(sys.argv[1:], processes, accelerate_config, cpu))
+            raise typer.Exit(launcher.relaunch(sys.argv[1:], processes, accelerate_config, cpu, say=typer.echo))
         if processes > 1 or num_machines > 1 or resolved.config.optimization.parallelism in ("fsdp", "deepspeed"):
             from lorawiz.train.distributed import launch_planned
 
-            raise typer.Exit(launch_planned(sys.argv[1:], resolved, launch, cpu, hardware))
+            raise typer.Exit(launch_planned(sys.argv[1:], resolved, launch, cpu, hardware, say=typer.echo))
     request = TrainRequest(resolved, backend=backend, resume=resume, dry_run=dry_run, overwrite=overwrite,
                            plain=is_plain(), hardware_spec=hardware, argv=launcher.user_argv(sys.argv[1:]),
                            reporter=reporter())

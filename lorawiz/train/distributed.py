@@ -203,7 +203,8 @@ def planned_run(resolved: Any, machines: int = 1, hardware_spec: str | None = No
     return fill_from_plan(resolved, make_plan(inputs)), inputs.model
 
 
-def launch_planned(argv: list[str], resolved: Any, launch: Any, cpu: bool, hardware_spec: str | None = None) -> int:
+def launch_planned(argv: list[str], resolved: Any, launch: Any, cpu: bool, hardware_spec: str | None = None,
+                   say: Any = None) -> int:
     """Plan, then start the processes the way the plan shares the run: plain data parallel on one machine, else
     with an accelerate config written for it (FSDP2, ZeRO-3, or several machines). Returns their exit code."""
     import tempfile
@@ -213,12 +214,12 @@ def launch_planned(argv: list[str], resolved: Any, launch: Any, cpu: bool, hardw
     filled, model = planned_run(resolved, launch.machines, hardware_spec)
     cfg = filled.config
     if cfg.optimization.parallelism in (None, "ddp") and launch.machines == 1:
-        return launcher.relaunch(argv, launch.processes, None, cpu)
+        return launcher.relaunch(argv, launch.processes, None, cpu, say=say)
     with tempfile.TemporaryDirectory(prefix="lorawiz-launch-") as folder:
         path = write_launch_files(Path(folder), cfg, model, processes=launch.processes * launch.machines,
                                   machines=launch.machines, machine_rank=launch.machine_rank,
                                   main_process_ip=launch.main_process_ip, main_process_port=launch.main_process_port)
-        return launcher.relaunch(argv, launch.processes, str(path), cpu, {CONFIG_ENV: str(path)})
+        return launcher.relaunch(argv, launch.processes, str(path), cpu, {CONFIG_ENV: str(path)}, say=say)
 
 
 def record_launch_config(output_dir: Path) -> None:
@@ -237,6 +238,21 @@ def _write(path: Path, text: str) -> None:
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temp.write_text(text, encoding="utf-8")
     os.replace(temp, path)
+
+
+_INDEXED_CPU = {"registered": False}
+
+
+def accept_indexed_cpu_locations() -> None:
+    """Let torch.load restore onto torch.device("cpu", N): the Trainer of several CPU processes resumes its
+    optimizer with map_location=args.device, which is that, and torch's own CPU deserializer takes only "cpu"."""
+    if _INDEXED_CPU["registered"]:
+        return
+    import torch
+
+    torch.serialization.register_package(
+        99, lambda obj: None, lambda obj, location: obj if location.startswith("cpu:") else None)
+    _INDEXED_CPU["registered"] = True
 
 
 def fsdp_on_cpu_processes(trainer: Any) -> None:

@@ -38,3 +38,50 @@ def is_out_of_memory(exc: BaseException) -> bool:
     import torch
 
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+# Several processes cannot restart together inside the run (the others wait in a collective for the one that ran
+# out of memory), so the launcher restarts them all, once, from the last complete checkpoint. Only the micro-batch
+# fallback is resumable that way: it keeps the maths the same (lorawiz.train.checkpoints.NOT_FINGERPRINTED).
+RELAUNCH_FALLBACK = "LORAWIZ_FALLBACK"  # the values of the restart, JSON: {knob: value}
+RESTART_EXIT = 75  # a child's exit code asking the launcher for that restart (EX_TEMPFAIL)
+RESUMABLE = frozenset({"per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"})
+
+
+def stop_for_relaunch(cfg: Any, world_size: int) -> None:
+    """Out of memory in one of several processes: leave the next fallback for the launcher and exit with
+    RESTART_EXIT, or, when it cannot be resumed or this run already restarted once, stop with the fix to try."""
+    import json
+    import os
+
+    from lorawiz.errors import LorawizError
+
+    fallback = next_fallback(cfg)
+    exit_file = os.environ.get("LORAWIZ_EXIT_FILE")
+    if fallback and set(fallback[0]) <= RESUMABLE and exit_file and not os.environ.get(RELAUNCH_FALLBACK):
+        values = {name: value for name, (value, _) in fallback[0].items()}
+        restart = f"{exit_file}.restart"
+        temp = f"{restart}.{os.getpid()}"
+        with open(temp, "w", encoding="utf-8") as handle:
+            json.dump({"values": values, "change": fallback[1]}, handle)
+        os.replace(temp, restart)
+        raise SystemExit(RESTART_EXIT)
+    sets = " ".join(f"--set {name}={str(value).lower() if isinstance(value, bool) else value}"
+                    for name, (value, _) in (fallback[0].items() if fallback else ()))
+    raise LorawizError(f"out of GPU memory in one of the {world_size} processes"
+                       + (" again after one automatic restart." if os.environ.get(RELAUNCH_FALLBACK) else "."),
+                       hint=(f"Try {fallback[1]}: add {sets} --resume auto." if fallback else
+                             "Use a smaller model, shorter sequences, or more or bigger GPUs."))
+
+
+def with_relaunch_fallback(resolved: Any) -> Any:
+    """The configuration of a run the launcher restarted after running out of memory: the fallback's values."""
+    import json
+    import os
+
+    raw = os.environ.get(RELAUNCH_FALLBACK)
+    if not raw:
+        return resolved
+    values = json.loads(raw)
+    why = adjusted("out of memory in a process: restarted once with a halved micro-batch, the same effective batch")
+    return resolved.with_values({name: (value, why) for name, value in values.items()})

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lorawiz.errors import LorawizError
 
@@ -109,17 +110,31 @@ def launch_command(argv: list[str], num_processes: int, config_file: str | None,
 
 
 def relaunch(argv: list[str], num_processes: int, config_file: str | None, cpu: bool,
-             extra_env: dict[str, str] | None = None) -> int:
+             extra_env: dict[str, str] | None = None, say: Any = None) -> int:
     """Run the children and return their exit code: a run stopped by Ctrl-C or SIGTERM returns 130 or 143, as one
-    process would (the children exit 0 then and leave the code in a file, so that torchrun reports no failure)."""
+    process would (the children exit 0 then and leave the code in a file, so that torchrun reports no failure).
+    When a child runs out of memory, all of them are started again once, with a halved micro-batch, from the last
+    complete checkpoint (lorawiz.train.fallback)."""
     import json
     import tempfile
 
+    from lorawiz.train.fallback import RELAUNCH_FALLBACK
+
+    env = {**os.environ, LAUNCHED: "1", ARGV: json.dumps(argv), **(extra_env or {})}
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, num_processes))))
     with tempfile.TemporaryDirectory(prefix="lorawiz-exit-") as folder:
         exit_file = Path(folder) / "exit"
-        env = {**os.environ, LAUNCHED: "1", ARGV: json.dumps(argv), EXIT_FILE: str(exit_file), **(extra_env or {})}
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, num_processes))))
+        env[EXIT_FILE] = str(exit_file)
         code = subprocess.call(launch_command(argv, num_processes, config_file, cpu), env=env)
+        restart = exit_file.with_name("exit.restart")
+        if restart.is_file() and RELAUNCH_FALLBACK not in env:
+            asked = json.loads(restart.read_text(encoding="utf-8"))
+            (say or (lambda text: None))(f"out of memory: restarting every process once with {asked['change']}, from the last "
+                           "complete checkpoint")
+            env[RELAUNCH_FALLBACK] = json.dumps(asked["values"])
+            kept = [arg for arg in argv if arg != "--overwrite"]  # the folder is this run's now
+            again = kept if "--resume" in kept else [*kept, "--resume", "auto"]
+            code = subprocess.call(launch_command(again, num_processes, config_file, cpu), env=env)
         left = exit_file.read_text().strip() if exit_file.is_file() else ""
     return int(left) if left.isdigit() else code
 

@@ -125,7 +125,10 @@ def _plan_and_train(request: TrainRequest) -> TrainResult:
 
     started = time.monotonic()
     hide_optional_kernel_warning()
-    request = replace(request, config=launched_layout(request.config))  # FSDP or ZeRO-3, as accelerate launched it
+    from lorawiz.train.fallback import with_relaunch_fallback
+
+    # FSDP or ZeRO-3, as accelerate launched it; after an out-of-memory restart by the launcher, its fallback
+    request = replace(request, config=with_relaunch_fallback(launched_layout(request.config)))
     cfg = request.config.config
     if not cfg.model.model_name_or_path:
         raise LorawizError("no model to train.", hint="Pass --model (a hub id, a local folder, or builtin:tiny).")
@@ -271,7 +274,7 @@ def _start(ctx: RunContext, data: Any) -> TrainResult:
 def _train_with_fallback(ctx: RunContext, data: Any, checkpoint: Path | None, fingerprints: tuple) -> TrainResult:
     from lorawiz.train.checkpoints import complete_checkpoints
     from lorawiz.train.data import prepare_data
-    from lorawiz.train.fallback import is_out_of_memory, next_fallback
+    from lorawiz.train.fallback import is_out_of_memory, next_fallback, stop_for_relaunch
     from lorawiz.train.outputs import write_run_config
 
     restarted = False
@@ -281,6 +284,8 @@ def _train_with_fallback(ctx: RunContext, data: Any, checkpoint: Path | None, fi
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
+            if ctx.world_size > 1:
+                stop_for_relaunch(ctx.cfg, ctx.world_size)  # the launcher restarts every process, or it stops
             fallback = next_fallback(ctx.cfg)
             if restarted:
                 raise LorawizError("out of GPU memory again after one automatic restart.",

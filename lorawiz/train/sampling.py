@@ -69,9 +69,11 @@ def sft_trainer_class(lengths: Any = None) -> type:
     class LorawizSFTTrainer(SFTTrainer):
         def create_accelerator_and_postprocess(self) -> None:
             super().create_accelerator_and_postprocess()
-            from lorawiz.train.distributed import fsdp_on_cpu_processes
+            from lorawiz.train.distributed import accept_indexed_cpu_locations, fsdp_on_cpu_processes
 
             fsdp_on_cpu_processes(self)
+            if self.args.device.type == "cpu" and self.args.world_size > 1:
+                accept_indexed_cpu_locations()
 
         def _save_checkpoint(self, model: Any, trial: Any) -> None:
             super()._save_checkpoint(model, trial)
