@@ -129,8 +129,9 @@ def relaunch(argv: list[str], num_processes: int, config_file: str | None, cpu: 
         restart = exit_file.with_name("exit.restart")
         if restart.is_file() and RELAUNCH_FALLBACK not in env:
             asked = json.loads(restart.read_text(encoding="utf-8"))
-            (say or (lambda text: None))(f"out of memory: restarting every process once with {asked['change']}, from the last "
-                           "complete checkpoint")
+            if say is not None:
+                say(f"out of memory: restarting every process once with {asked['change']}, from the last complete "
+                    "checkpoint")
             env[RELAUNCH_FALLBACK] = json.dumps(asked["values"])
             kept = [arg for arg in argv if arg != "--overwrite"]  # the folder is this run's now
             again = kept if "--resume" in kept else [*kept, "--resume", "auto"]
