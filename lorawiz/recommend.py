@@ -14,7 +14,7 @@ from typing import Any
 
 from lorawiz.fitting import MEMORY_BUDGET, cheapest_fix
 from lorawiz.memory import GIB, MemoryBreakdown, TrainingShape, adapted_layer_count, estimate_memory
-from lorawiz.parallelism import Layout, candidates, choose_layout
+from lorawiz.parallelism import UNVERIFIED_SHARDED_4BIT, Layout, candidates, choose_layout
 from lorawiz.throughput import TimeEstimate, estimate_time
 
 SIXTEEN_BIT_MARGIN = 0.75  # 16-bit LoRA only when its leanest setting needs at most 75% of the budget
@@ -364,6 +364,8 @@ def _choose_layout(model, hardware, shape, budget, ram_budget, fixed, plan, choo
     choose("parallelism", found.layout.parallelism, why)
     choose("cpu_offload", found.layout.offload, "the model fits the GPUs only with it" if found.layout.offload else
            "data parallel: every GPU holds the model" if found.layout.parallelism == "ddp" else "not needed to fit")
+    if found.layout.sharding != "none" and found.quantization != "none":
+        plan.warnings.append(UNVERIFIED_SHARDED_4BIT.format(found.layout.parallelism))
     if found.layout.sharding != "none":
         plan.notes.append(f"CPU RAM: {found.host / GIB:,.0f} GiB a machine for the model ({found.host_formula})")
     if "load_in_4bit" not in plan.values:

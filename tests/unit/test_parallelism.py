@@ -43,6 +43,7 @@ def test_70b_qlora_on_two_24gb_cards_shards_and_offloads():
     assert plan.memory.total <= plan.budget_bytes
     assert "one GPU cannot hold it" in plan.values["parallelism"].reason
     assert any(note.startswith("CPU RAM:") for note in plan.notes)
+    assert any("4-bit weights is not verified" in warning for warning in plan.warnings)  # said, not promised
 
 
 def test_70b_16_bit_lora_on_eight_80gb_gpus_shards_without_quantizing():
@@ -52,6 +53,7 @@ def test_70b_16_bit_lora_on_eight_80gb_gpus_shards_without_quantizing():
     weights = LLAMA_70B.parameters()["total"] * 2
     assert plan.memory["base weights"] == pytest.approx(weights / 8)
     assert plan.layout.world == 8
+    assert not any("not verified" in warning for warning in plan.warnings)
 
 
 def test_405b_qlora_on_two_machines_of_eight():
