@@ -5,22 +5,7 @@ registered that location)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-from tests.conftest import subprocess_env
-
-RUN = ["--model", "builtin:tiny", "--data", "builtin:triage", "--max-steps", "6", "--plain", "--num-processes", "2",
-       "--set", "eval_steps=2", "--set", "logging_steps=1"]
-
-
-def train(out: Path, *extra: str, fault: str | None = None) -> subprocess.CompletedProcess:
-    env = subprocess_env(CI="true", OMP_NUM_THREADS="1")
-    if fault:
-        env["LORAWIZ_FAULT"] = fault
-    return subprocess.run([sys.executable, "-m", "lorawiz", "train", *RUN, "--output-dir", str(out), *extra],
-                          capture_output=True, text=True, env=env, timeout=600)
+from tests.integration.test_fsdp import train  # the same 2-process run of builtin:tiny
 
 
 def test_out_of_memory_in_a_process_restarts_all_of_them_once_with_a_smaller_micro_batch(tmp_path):
