@@ -286,13 +286,13 @@ def loss_bytes(model: Any, shape: TrainingShape) -> tuple[float, str]:
     return size, formula
 
 
-def gathered_bytes(model: Any, shape: TrainingShape) -> tuple[float, str]:
+def gathered_bytes(model: Any, shape: TrainingShape, weights: float) -> tuple[float, str]:
     """What a sharded run holds unsharded at once: FSDP2 all-gathers one decoder layer while it computes and
     prefetches the next (torch.distributed.fsdp.fully_shard: implicit forward and backward prefetch), and
     accelerate keeps the final norm and lm_head gathered from their forward to their backward
     (reshard_after_forward=False for that group, accelerate.utils.fsdp_utils.fsdp2_prepare_model). lorawiz's ZeRO-3
-    config caps DeepSpeed's live parameters at the same two layers (stage3_max_live_parameters)."""
-    weights, _ = weight_bytes(model, shape)
+    config caps DeepSpeed's live parameters at the same two layers (stage3_max_live_parameters). `weights`: all the
+    base weights' bytes (weight_bytes)."""
     counts = model.parameters()
     dtype = DTYPE_BYTES[shape.precision]
     ends = (counts["embeddings"] + counts["lm_head"]) * dtype  # never quantized by bitsandbytes
@@ -318,7 +318,7 @@ def _add_state(out: MemoryBreakdown, model: Any, shape: TrainingShape, trainable
     if not shape.offload:
         for name, value, why in state:
             out.add(name, value / shape.shards, f"({why}) / {shape.shards} GPUs, sharded")
-    out.add("gathered weights", *gathered_bytes(model, shape))
+    out.add("gathered weights", *gathered_bytes(model, shape, weights))
 
 
 def estimate_memory(model: Any, shape: TrainingShape) -> MemoryBreakdown:

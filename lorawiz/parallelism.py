@@ -57,11 +57,6 @@ class Layout:
         sharded = self.sharding != "none"
         return {"sharding": self.sharding, "shards": self.world if sharded else 1, "offload": sharded and self.offload}
 
-    def describe(self) -> str:
-        where = f"{self.machines} machines x {self.per_machine} GPUs" if self.machines > 1 else \
-            f"{self.per_machine} GPU{'s' if self.per_machine > 1 else ''}"
-        return f"{NAMES[self.parallelism]}{' with CPU offload' if self.offload else ''} on {where}"
-
 
 def host_memory_bytes(model: object, shape: TrainingShape, processes_per_machine: int = 1, machines: int = 1
                       ) -> tuple[float, str]:

@@ -108,7 +108,9 @@ def train_command(
         launch.check()
         if accelerate_config:
             raise typer.Exit(launcher.relaunch(sys.argv[1:], processes, accelerate_config, cpu, say=typer.echo))
-        if processes > 1 or num_machines > 1 or resolved.config.optimization.parallelism in ("fsdp", "deepspeed"):
+        from lorawiz.train.args import sharded
+
+        if processes > 1 or num_machines > 1 or sharded(resolved.config):
             from lorawiz.train.distributed import launch_planned
 
             raise typer.Exit(launch_planned(sys.argv[1:], resolved, launch, cpu, hardware, say=typer.echo))

@@ -258,8 +258,10 @@ class FaultInjection(TrainerCallback):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FaultInjection | None:
+        from lorawiz.train.launcher import RELAUNCH_FALLBACK
+
         environ = os.environ if environ is None else environ
-        if environ.get("LORAWIZ_FALLBACK"):  # the launcher's restart after this fault: it fired once already
+        if environ.get(RELAUNCH_FALLBACK):  # the launcher's restart after this fault: it fired once already
             return None
         parsed = parse_fault(environ.get(FAULT_ENV))
         return cls(parsed) if parsed else None

@@ -210,10 +210,11 @@ def launch_planned(argv: list[str], resolved: Any, launch: Any, cpu: bool, hardw
     import tempfile
 
     from lorawiz.train import launcher
+    from lorawiz.train.args import sharded
 
     filled, model = planned_run(resolved, launch.machines, hardware_spec)
     cfg = filled.config
-    if cfg.optimization.parallelism in (None, "ddp") and launch.machines == 1:
+    if not sharded(cfg) and launch.machines == 1:
         return launcher.relaunch(argv, launch.processes, None, cpu, say=say)
     with tempfile.TemporaryDirectory(prefix="lorawiz-launch-") as folder:
         path = write_launch_files(Path(folder), cfg, model, processes=launch.processes * launch.machines,
@@ -235,9 +236,10 @@ def record_launch_config(output_dir: Path) -> None:
 
 
 def _write(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)
+    from lorawiz.data.writers import atomic_output
+
+    with atomic_output(path, overwrite=True) as handle:
+        handle.write(text)
 
 
 _INDEXED_CPU = {"registered": False}

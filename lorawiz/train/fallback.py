@@ -43,7 +43,6 @@ def is_out_of_memory(exc: BaseException) -> bool:
 # Several processes cannot restart together inside the run (the others wait in a collective for the one that ran
 # out of memory), so the launcher restarts them all, once, from the last complete checkpoint. Only the micro-batch
 # fallback is resumable that way: it keeps the maths the same (lorawiz.train.checkpoints.NOT_FINGERPRINTED).
-RELAUNCH_FALLBACK = "LORAWIZ_FALLBACK"  # the values of the restart, JSON: {knob: value}
 RESTART_EXIT = 75  # a child's exit code asking the launcher for that restart (EX_TEMPFAIL)
 RESUMABLE = frozenset({"per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"})
 
@@ -54,17 +53,16 @@ def stop_for_relaunch(cfg: Any, world_size: int) -> None:
     import json
     import os
 
+    from lorawiz.data.writers import atomic_output
     from lorawiz.errors import LorawizError
+    from lorawiz.train.launcher import EXIT_FILE, RELAUNCH_FALLBACK
 
     fallback = next_fallback(cfg)
-    exit_file = os.environ.get("LORAWIZ_EXIT_FILE")
+    exit_file = os.environ.get(EXIT_FILE)
     if fallback and set(fallback[0]) <= RESUMABLE and exit_file and not os.environ.get(RELAUNCH_FALLBACK):
         values = {name: value for name, (value, _) in fallback[0].items()}
-        restart = f"{exit_file}.restart"
-        temp = f"{restart}.{os.getpid()}"
-        with open(temp, "w", encoding="utf-8") as handle:
+        with atomic_output(f"{exit_file}.restart", overwrite=True) as handle:
             json.dump({"values": values, "change": fallback[1]}, handle)
-        os.replace(temp, restart)
         raise SystemExit(RESTART_EXIT)
     sets = " ".join(f"--set {name}={str(value).lower() if isinstance(value, bool) else value}"
                     for name, (value, _) in (fallback[0].items() if fallback else ()))
@@ -78,6 +76,8 @@ def with_relaunch_fallback(resolved: Any) -> Any:
     """The configuration of a run the launcher restarted after running out of memory: the fallback's values."""
     import json
     import os
+
+    from lorawiz.train.launcher import RELAUNCH_FALLBACK
 
     raw = os.environ.get(RELAUNCH_FALLBACK)
     if not raw:

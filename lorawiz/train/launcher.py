@@ -22,6 +22,8 @@ from lorawiz.errors import LorawizError
 LAUNCHED = "LORAWIZ_LAUNCHED"
 ARGV = "LORAWIZ_ARGV"  # the user's command line (JSON), for the resume hint the children print
 EXIT_FILE = "LORAWIZ_EXIT_FILE"  # where the main child leaves the exit code of a run stopped by a signal
+# the values of the launcher's one restart after running out of memory, JSON: {knob: value} (lorawiz.train.fallback)
+RELAUNCH_FALLBACK = "LORAWIZ_FALLBACK"
 # consumed here, not passed to the children
 OWN_FLAGS = ("--num-processes", "--accelerate-config", "--num-machines", "--machine-rank", "--main-process-ip",
              "--main-process-port")
@@ -117,8 +119,6 @@ def relaunch(argv: list[str], num_processes: int, config_file: str | None, cpu: 
     complete checkpoint (lorawiz.train.fallback)."""
     import json
     import tempfile
-
-    from lorawiz.train.fallback import RELAUNCH_FALLBACK
 
     env = {**os.environ, LAUNCHED: "1", ARGV: json.dumps(argv), **(extra_env or {})}
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, num_processes))))
