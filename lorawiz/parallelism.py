@@ -28,9 +28,9 @@ PARALLELISMS = ("ddp", "fsdp", "deepspeed")
 # On CPU processes (the setting of tests/integration/test_fsdp.py) FSDP2 with 4-bit weights trains, but its loss
 # leaves data parallel's after the first update (7.61 against 7.73 at step 2 on builtin:tiny), and lorawiz has not
 # run it on a GPU yet: the plan says so rather than promise it.
-UNVERIFIED_SHARDED_4BIT = ("{} with 4-bit weights is not verified by lorawiz yet (on CPU processes its loss departs "
-                           "from data parallel's after the first update); watch the first evaluations, or use "
-                           "16-bit LoRA on more GPUs")
+UNVERIFIED_SHARDED_4BIT = ("{} with 4-bit weights is not verified on GPUs by lorawiz yet (its tests run FSDP with "
+                           "4-bit weights on CPU processes, where it follows data parallel's loss curve; DeepSpeed "
+                           "only as configuration); watch the first evaluations, or use 16-bit LoRA on more GPUs")
 SHARDING_OF = {"ddp": "none", "fsdp": "fsdp", "deepspeed": "zero3"}
 NAMES = {"ddp": "data parallel", "fsdp": "FSDP full-shard", "deepspeed": "DeepSpeed ZeRO-3"}
 

@@ -293,14 +293,38 @@ def point_to_best_after_sharded_save(trainer: Any) -> None:
 
 def gathered_adapter(trainer: Any) -> dict[str, Any] | None:
     """Under FSDP, the trained adapter's full tensors, gathered from every process's shards (every process must
-    call this; the main one gets the tensors on the CPU, the others None). None when the run is not sharded."""
+    call this; the main one gets the tensors on the CPU, the others None). None when the run is not sharded.
+    The names are the wrapped model's (peft picks the adapter's keys by its modules' names); save_sharded_adapter
+    takes FSDP's checkpoint wrappers out of them."""
     if not getattr(trainer, "is_fsdp_enabled", False):
         return None
     model = trainer.accelerator.unwrap_model(trainer.model)
     full = {}
-    for name, tensor in model.state_dict().items():  # the same order on every process: the gathers match
+    # the parameters' own names, which keep the checkpoint wrappers (state_dict() drops them, and then peft's
+    # selection by module name finds nothing); the same order on every process: the gathers match
+    for name, tensor in model.named_parameters():
         if "lora_" not in name and "modules_to_save" not in name:
             continue  # the frozen base: never gathered (a 70B model would not fit one machine's RAM)
         whole = tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
         full[name] = whole.detach().to("cpu").clone()
+    if not full:
+        raise RuntimeError("the sharded model holds no adapter tensors to gather")  # a bug, not a user's error
     return full if trainer.accelerator.is_main_process else None
+
+
+def save_sharded_adapter(model: Any, output_dir: Path, adapter_state: dict[str, Any]) -> None:
+    """A gathered adapter saved by peft, as a normal PEFT folder: FSDP's activation checkpointing wraps each
+    decoder layer, which puts `_checkpoint_wrapped_module.` into every name below it; peft selects the adapter's
+    keys by those wrapped names, so they are taken out of the file it wrote, or PeftModel.from_pretrained on the
+    plain model would find none of them."""
+    from safetensors.torch import load_file, save_file
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import _CHECKPOINT_PREFIX
+
+    model.save_pretrained(str(output_dir), state_dict=adapter_state)
+    path = output_dir / "adapter_model.safetensors"
+    tensors = load_file(str(path))
+    if any(_CHECKPOINT_PREFIX in key for key in tensors):
+        plain = {key.replace(_CHECKPOINT_PREFIX, ""): tensor for key, tensor in tensors.items()}
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # this run's own file, renamed over it
+        save_file(plain, str(temporary), metadata={"format": "pt"})
+        os.replace(temporary, path)

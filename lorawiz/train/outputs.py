@@ -44,15 +44,31 @@ def write_run_config(output_dir: Path, resolved: Any) -> None:
     write_config_file(output_dir / "lorawiz.yaml", redacted(values), header, comments, skip)
 
 
+def check_saved_adapter(output_dir: Path) -> None:
+    """peft saves only the keys of the state dict it recognises, silently: an adapter file with no tensors is a
+    bug (seen with FSDP's checkpoint-wrapped names), never a result to report as done."""
+    from safetensors import safe_open
+
+    path = output_dir / "adapter_model.safetensors"
+    if not path.exists():  # the backend saved in another form (Unsloth's own save, a test's stand-in)
+        return
+    with safe_open(str(path), framework="pt") as saved:
+        if not list(saved.keys()):
+            raise RuntimeError(f"{path} was saved without any tensors")
+
+
 def save_outputs(trainer: Any, tokenizer: Any, resolved: Any, result: Any, output_dir: Path, model_name: str,
                  backend_name: str, data_stats: dict[str, Any], adapter_state: dict[str, Any] | None = None
                  ) -> dict[str, Any]:
     """The adapter (PEFT form), tokenizer, all_results.json and a short model card; returns the final metrics.
     `adapter_state`: a sharded run's adapter, gathered from its shards (lorawiz.train.distributed)."""
     if adapter_state is not None:  # peft keeps the adapter's keys of it, as from an unsharded model
-        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(output_dir), state_dict=adapter_state)
+        from lorawiz.train.distributed import save_sharded_adapter
+
+        save_sharded_adapter(trainer.accelerator.unwrap_model(trainer.model), output_dir, adapter_state)
     else:
         trainer.save_model(str(output_dir))  # adapter_config.json + adapter_model.safetensors (the best, if loaded)
+    check_saved_adapter(output_dir)
     tokenizer.save_pretrained(str(output_dir))
     normal_permissions(output_dir)  # safetensors writes owner-only (0600) files
     state = trainer.state

@@ -105,3 +105,31 @@ def test_an_interrupted_fsdp_run_resumes_to_the_same_adapter(runs):
     assert "resuming from" in resumed.stdout
     a, b = adapter(out), adapter(fsdp)
     assert max((a[key] - b[key]).abs().max().item() for key in a) < 1e-4
+
+
+QLORA = ("--set", "load_in_4bit=true", "--set", "gradient_checkpointing=true")
+
+
+@pytest.fixture(scope="module")
+def quantized_runs(tmp_path_factory):
+    """QLoRA: the 4-bit weights sharded in their float storage (bnb_4bit_quant_storage), activation checkpointing
+    done by FSDP (its wrappers rename every module under a decoder layer) against data parallel's checkpointing."""
+    root = tmp_path_factory.mktemp("fsdp_qlora")
+    ddp, fsdp = root / "ddp", root / "fsdp"
+    for out, extra in ((ddp, ()), (fsdp, ("--set", "parallelism=fsdp"))):
+        done = train(out, *QLORA, *extra)
+        assert done.returncode == 0, done.stdout + done.stderr
+        if out == fsdp:
+            assert "Excluding from FSDP2 sharding" not in done.stderr  # the 4-bit weights are sharded, not kept whole
+    return ddp, fsdp
+
+
+def test_fsdp_with_4bit_weights_follows_data_parallel(quantized_runs):
+    ddp, fsdp = quantized_runs
+    config = yaml.safe_load((fsdp / "accelerate_config.yaml").read_text())
+    assert config["fsdp_config"]["fsdp_activation_checkpointing"] is True
+    assert len(losses(fsdp)) == len(losses(ddp)) == 6
+    assert losses(fsdp) == pytest.approx(losses(ddp), abs=2e-3)
+    a, b = adapter(fsdp), adapter(ddp)
+    assert sorted(a) == sorted(b) and len(a) > 0  # the plain model's names: no checkpoint wrappers in them
+    assert max((a[key].float() - b[key].float()).abs().max().item() for key in a) < 5e-3
