@@ -156,10 +156,10 @@ def fill_from_plan(resolved: Any, plan: Plan) -> Any:
     return resolved.with_values(changes)
 
 
-def adapt_to_machine(resolved: Any, machine: Any, planned_for: str | None, world_size: int = 1,
-                     sharded_launch: bool = True) -> tuple[Any, list[str]]:
-    """Change what this machine cannot execute in a plan made for other hardware (`train --hardware SPEC`), and
-    share the effective batch among CPU processes; each change is returned as a line to print.
+def adapt_to_machine(resolved: Any, machine: Any, planned_for: str | None, sharded_launch: bool = True
+                     ) -> tuple[Any, list[str]]:
+    """Change what this machine cannot execute in a plan made for other hardware (`train --hardware SPEC`); each
+    change is returned as a line to print.
 
     A value the user set that this machine cannot execute is refused, never changed.
     """
@@ -199,14 +199,6 @@ def adapt_to_machine(resolved: Any, machine: Any, planned_for: str | None, world
                                      "run is one process that was not")
         if cfg.optimization.cpu_offload:
             change("cpu_offload", False, "offloading needs a sharded run")
-    if world_size > 1 and machine.is_cpu_only and resolved.source("gradient_accumulation_steps").kind == "recommender":
-        # the plan counted one device; CPU processes share the effective batch the way GPUs do
-        accum = cfg.training.gradient_accumulation_steps
-        shared = max(1, -(-accum // world_size))
-        if shared != accum:
-            changes["gradient_accumulation_steps"] = (shared, adjusted(f"{world_size} processes share the batch"))
-            notes.append(f"gradient_accumulation_steps: {accum} -> {shared} ({world_size} processes share the "
-                         "effective batch)")
     return (resolved.with_values(changes) if changes else resolved), notes
 
 

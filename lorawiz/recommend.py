@@ -187,7 +187,7 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
     if gpu:
         budget = hardware.smallest_gpu_free_bytes * MEMORY_BUDGET
     elif hardware.ram_bytes:
-        budget = hardware.ram_bytes * MEMORY_BUDGET
+        budget = hardware.ram_bytes * MEMORY_BUDGET / hardware.cpu_processes  # the processes share the RAM
     else:  # a CPU spec for another machine: its RAM is unknown, so nothing can be ruled out
         budget = math.inf
         plan.warnings.append("the target machine's RAM is unknown: the memory fit is not checked")
@@ -333,7 +333,7 @@ def _seq_len(data: DataFacts, model: Any) -> tuple[int, str]:
 def _choose_layout(model, hardware, shape, budget, ram_budget, fixed, plan, choose) -> str:
     """The parallelism, CPU offload and quantization together (lorawiz.parallelism gives the order of preference):
     sets plan.layout and returns the quantization."""
-    machines, per_machine = max(1, hardware.machines), max(1, hardware.gpu_count)
+    machines, per_machine = max(1, hardware.machines), max(1, hardware.gpu_count or hardware.cpu_processes)
     given_parallelism = fixed["parallelism"].value if "parallelism" in fixed else None
     given_offload = fixed["cpu_offload"].value if "cpu_offload" in fixed else None
     eight_bit = "load_in_8bit" in fixed and fixed["load_in_8bit"].value

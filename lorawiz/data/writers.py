@@ -25,13 +25,15 @@ def check_writable(path: Path, overwrite: bool, flag: str = "--overwrite",
 
 
 @contextmanager
-def atomic_output(path: str | Path, overwrite: bool = False, flag: str = "--overwrite") -> Iterator[IO[str]]:
-    """A text handle whose contents appear at `path` only if the block finishes without an exception."""
+def atomic_output(path: str | Path, overwrite: bool = False, flag: str = "--overwrite",
+                  binary: bool = False) -> Iterator[IO[Any]]:
+    """A text handle (a bytes one when `binary`) whose contents appear at `path` only if the block finishes
+    without an exception."""
     path = Path(path)
     check_writable(path, overwrite, flag)
     fd, tmp_name = _create_temp(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="\n")) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

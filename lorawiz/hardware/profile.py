@@ -76,6 +76,9 @@ class HardwareProfile:
     machines: int = 1
     """Machines of this kind the run spans (`--hardware 2x8xh100-80gb`, `train --num-machines 2`); `gpus` are one
     machine's."""
+    cpu_processes: int = 1
+    """Without a GPU, the processes a run starts on this machine (`train --num-processes 2`): they share its RAM
+    and the batch."""
 
     @property
     def gpu_count(self) -> int:
@@ -287,7 +290,8 @@ def _gib(size: int) -> str:
 
 def machines_of(profile: HardwareProfile, environ: Mapping[str, str] | None = None) -> HardwareProfile:
     """This machine's profile as one of the several a launch spans: torchrun (under accelerate launch) sets
-    WORLD_SIZE to all machines' processes and LOCAL_WORLD_SIZE to this machine's."""
+    WORLD_SIZE to all machines' processes and LOCAL_WORLD_SIZE to this machine's (without a GPU: the CPU
+    processes it starts)."""
     import os
     from dataclasses import replace
 
@@ -295,4 +299,6 @@ def machines_of(profile: HardwareProfile, environ: Mapping[str, str] | None = No
     world, local = int(env.get("WORLD_SIZE") or 0), int(env.get("LOCAL_WORLD_SIZE") or 0)
     if profile.gpus and local and world > local and world % local == 0:
         return replace(profile, machines=world // local)
+    if not profile.gpus and local > 1:
+        return replace(profile, cpu_processes=local)
     return profile

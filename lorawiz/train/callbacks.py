@@ -65,6 +65,7 @@ class EarlyStopping(TrainerCallback):
                                        greater_is_better=greater_is_better)
         self.monitor = monitor
         self._warned_missing = False
+        self._stopped_at = 0
         if monitor is not None:
             monitor.show_early_stopping(self.info)
 
@@ -98,14 +99,20 @@ class EarlyStopping(TrainerCallback):
         self._count(float(value), state.global_step)
         last_step = state.max_steps > 0 and state.global_step >= state.max_steps  # ending anyway: nothing to stop
         if info.evals_without_improvement >= info.patience and not last_step:
-            info.triggered = True
-            info.kept_checkpoint = _kept_checkpoint(args, state)
+            info.triggered, self._stopped_at = True, state.global_step
             control.should_training_stop = True
-            _report(self.monitor, self._stop_message(state.global_step), status="stopped")
 
     def on_train_end(self, args, state, control, **kwargs):
-        if self.info.triggered and state.best_model_checkpoint:
-            self.info.kept_checkpoint = state.best_model_checkpoint
+        """Said here, not at the evaluation that stops the run: the Trainer picks its best checkpoint when it saves
+        this step's, after that evaluation, and by the metric alone (an evaluation that improved by less than the
+        threshold can be the best one)."""
+        info = self.info
+        if not info.triggered:
+            return
+        info.kept_checkpoint = str(state.best_model_checkpoint) if state.best_model_checkpoint else \
+            _kept_checkpoint(args, state)
+        kept_value = state.best_metric if state.best_model_checkpoint else None  # the kept checkpoint's
+        _report(self.monitor, self._stop_message(self._stopped_at, kept_value), status="stopped")
 
     def _count(self, value: float, step: Any) -> None:
         info = self.info
@@ -123,12 +130,14 @@ class EarlyStopping(TrainerCallback):
         margin = self.info.threshold * abs(best)
         return value > best + margin if self.info.greater_is_better else value < best - margin
 
-    def _stop_message(self, step: int) -> str:
+    def _stop_message(self, step: int, kept_value: Any) -> str:
         info = self.info
         by = f" by more than {info.threshold:.2%}" if info.threshold > 0 else ""
-        best = f"{info.best:.4f} at step {info.best_step}" if info.best is not None else "none"
-        return (f"early stopping at step {step}: {info.metric} has not improved{by} for {info.patience} "
-                f"evaluations (best {best}); keeping {info.kept_checkpoint}")
+        on = f" on {info.best:.4f} (step {info.best_step})" if info.best is not None else ""
+        value = f" ({info.metric} {kept_value:.4f})" if _is_number(kept_value) else ""
+        evaluations = "evaluation" if info.patience == 1 else "evaluations"
+        return (f"early stopping at step {step}: {info.metric} has not improved{by}{on} for {info.patience} "
+                f"{evaluations}; keeping {info.kept_checkpoint}{value}")
 
 
 def _kept_checkpoint(args: Any, state: Any) -> str:

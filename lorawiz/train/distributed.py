@@ -127,6 +127,9 @@ def accelerate_config(cfg: Any, *, processes: int, machines: int = 1, machine_ra
         config["distributed_type"] = "DEEPSPEED"
         config["deepspeed_config"] = {"deepspeed_config_file": deepspeed_file, "zero3_init_flag": True,
                                       "deepspeed_multinode_launcher": "standard"}
+        # accelerate refuses a mixed_precision beside a DeepSpeed JSON (DeepSpeedPlugin._deepspeed_config_checks):
+        # the JSON's bf16/fp16 "auto" takes the Trainer's precision instead
+        del config["mixed_precision"]
     else:
         config["distributed_type"] = "MULTI_GPU" if processes > 1 else "NO"
     return config
@@ -187,19 +190,26 @@ def write_launch_files(folder: Path, cfg: Any, model: Any, *, processes: int, ma
     return path
 
 
-def planned_run(resolved: Any, machines: int = 1, hardware_spec: str | None = None) -> tuple[Any, Any]:
-    """What the launching process needs to know before the processes start: the plan's configuration (as `lorawiz
-    plan` makes it, for this machine times `machines`, or for --hardware) and the model's facts."""
+def planned_run(resolved: Any, machines: int = 1, hardware_spec: str | None = None, processes: int = 1,
+                say: Any = None) -> tuple[Any, Any]:
+    """What the launching process needs to know before the processes start: the plan's configuration (as the
+    processes will make it, for this machine times `machines`, or for --hardware) and the model's facts.
+    `processes`: a machine's, which without a GPU share its RAM and the batch. The data is tokenised here, into
+    the cache the processes then read, so a large dataset is read once, not once here and again in them."""
     from dataclasses import replace
 
     from lorawiz.hardware import parse_hardware_spec, probe
     from lorawiz.planning import fill_from_plan, gather, make_plan
+    from lorawiz.train.data import load_run_data
     from lorawiz.train.sources import with_mixed_datasets
 
     resolved = with_mixed_datasets(resolved)
     output_dir = resolved.config.logging.output_dir or "."
-    hardware = parse_hardware_spec(hardware_spec) if hardware_spec else replace(probe(output_dir), machines=machines)
-    inputs = gather(resolved, hardware=hardware)
+    machine = probe(output_dir)
+    hardware = parse_hardware_spec(hardware_spec) if hardware_spec else replace(
+        machine, machines=machines, cpu_processes=1 if machine.gpus else processes)
+    run_data = load_run_data(resolved.config, say=say)
+    inputs = gather(resolved, hardware=hardware, tokenised=run_data.train, data_note=run_data.cache_note())
     return fill_from_plan(resolved, make_plan(inputs)), inputs.model
 
 
@@ -212,8 +222,10 @@ def launch_planned(argv: list[str], resolved: Any, launch: Any, cpu: bool, hardw
     from lorawiz.train import launcher
     from lorawiz.train.args import sharded
 
-    filled, model = planned_run(resolved, launch.machines, hardware_spec)
+    filled, model = planned_run(resolved, launch.machines, hardware_spec, launch.processes, say=say)
     cfg = filled.config
+    if cfg.optimization.parallelism == "deepspeed":
+        require_deepspeed(filled.source("parallelism").label)
     if not sharded(cfg) and launch.machines == 1:
         return launcher.relaunch(argv, launch.processes, None, cpu, say=say)
     with tempfile.TemporaryDirectory(prefix="lorawiz-launch-") as folder:
@@ -221,6 +233,15 @@ def launch_planned(argv: list[str], resolved: Any, launch: Any, cpu: bool, hardw
                                   machines=launch.machines, machine_rank=launch.machine_rank,
                                   main_process_ip=launch.main_process_ip, main_process_port=launch.main_process_port)
         return launcher.relaunch(argv, launch.processes, str(path), cpu, {CONFIG_ENV: str(path)}, say=say)
+
+
+def require_deepspeed(source: str) -> None:
+    """ZeRO-3 needs the deepspeed package, an optional one: refused before any process starts without it."""
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
+        raise LorawizError(f"parallelism deepspeed ({source}) needs the deepspeed package, which is not installed.",
+                           hint='pip install -e ".[deepspeed]", or use --set parallelism=fsdp.')
 
 
 def record_launch_config(output_dir: Path) -> None:
@@ -292,23 +313,29 @@ def point_to_best_after_sharded_save(trainer: Any) -> None:
 
 
 def gathered_adapter(trainer: Any) -> dict[str, Any] | None:
-    """Under FSDP, the trained adapter's full tensors, gathered from every process's shards (every process must
-    call this; the main one gets the tensors on the CPU, the others None). None when the run is not sharded.
-    The names are the wrapped model's (peft picks the adapter's keys by its modules' names); save_sharded_adapter
-    takes FSDP's checkpoint wrappers out of them."""
-    if not getattr(trainer, "is_fsdp_enabled", False):
+    """Under FSDP or ZeRO-3, the trained adapter's full tensors, gathered from every process's shards (every
+    process must call this; the main one gets the tensors on the CPU, the others None). None when the run is not
+    sharded. The names are the wrapped model's (peft picks the adapter's keys by its modules' names);
+    save_sharded_adapter takes FSDP's checkpoint wrappers out of them."""
+    fsdp, zero3 = getattr(trainer, "is_fsdp_enabled", False), getattr(trainer, "is_deepspeed_enabled", False)
+    if not (fsdp or zero3):
         return None
     model = trainer.accelerator.unwrap_model(trainer.model)
-    full = {}
     # the parameters' own names, which keep the checkpoint wrappers (state_dict() drops them, and then peft's
-    # selection by module name finds nothing); the same order on every process: the gathers match
-    for name, tensor in model.named_parameters():
-        if "lora_" not in name and "modules_to_save" not in name:
-            continue  # the frozen base: never gathered (a 70B model would not fit one machine's RAM)
-        whole = tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
-        full[name] = whole.detach().to("cpu").clone()
-    if not full:
-        raise RuntimeError("the sharded model holds no adapter tensors to gather")  # a bug, not a user's error
+    # selection by module name finds nothing); the same order on every process: the gathers match. The frozen
+    # base is never gathered (a 70B model would not fit one machine's RAM).
+    adapter = [(name, tensor) for name, tensor in model.named_parameters()
+               if "lora_" in name or "modules_to_save" in name]
+    if zero3:
+        import deepspeed
+
+        # ZeRO-3 partitions each parameter flat across the processes: gathered whole, all at once (adapters
+        # are small), on every process (modifier_rank=None: read only)
+        with deepspeed.zero.GatheredParameters([tensor for _, tensor in adapter], modifier_rank=None):
+            full = {name: tensor.detach().to("cpu").clone() for name, tensor in adapter}
+    else:
+        full = {name: (tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor).detach().to("cpu").clone()
+                for name, tensor in adapter}
     return full if trainer.accelerator.is_main_process else None
 
 
@@ -317,14 +344,15 @@ def save_sharded_adapter(model: Any, output_dir: Path, adapter_state: dict[str, 
     decoder layer, which puts `_checkpoint_wrapped_module.` into every name below it; peft selects the adapter's
     keys by those wrapped names, so they are taken out of the file it wrote, or PeftModel.from_pretrained on the
     plain model would find none of them."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file, save
     from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import _CHECKPOINT_PREFIX
+
+    from lorawiz.data.writers import atomic_output
 
     model.save_pretrained(str(output_dir), state_dict=adapter_state)
     path = output_dir / "adapter_model.safetensors"
     tensors = load_file(str(path))
     if any(_CHECKPOINT_PREFIX in key for key in tensors):
         plain = {key.replace(_CHECKPOINT_PREFIX, ""): tensor for key, tensor in tensors.items()}
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # this run's own file, renamed over it
-        save_file(plain, str(temporary), metadata={"format": "pt"})
-        os.replace(temporary, path)
+        with atomic_output(path, overwrite=True, binary=True) as handle:  # over the file peft just wrote
+            handle.write(save(plain, metadata={"format": "pt"}))

@@ -130,7 +130,9 @@ def render_plan(inputs: Any, plan: Any, resolved: Any, plain: bool, notes: list[
 
     memory, budget = plan.memory, plan.budget_bytes
     known = budget != float("inf")
-    free = "free memory" if not inputs.hardware.is_cpu_only else "RAM"
+    processes = inputs.hardware.cpu_processes
+    free = ("free memory" if not inputs.hardware.is_cpu_only else
+            f"RAM / {processes} processes" if processes > 1 else "RAM")
     spare = budget - memory.total
     head = Text(f"\npredicted peak memory per {'GPU' if not inputs.hardware.is_cpu_only else 'process'}: "
                 f"{memory.total / GIB:.1f} GiB" + (
@@ -150,10 +152,10 @@ def render_plan(inputs: Any, plan: Any, resolved: Any, plain: bool, notes: list[
         parts.append(Text(f"\nsteps: {plan.steps:,} optimizer steps ({plan.steps_per_epoch:,} an epoch, "
                           f"{plan.train_rows:,} training rows)"))
     if plan.effective_batch:
-        on = "GPU" if not inputs.hardware.is_cpu_only else "process"
+        one, many = ("GPU", "GPUs") if not inputs.hardware.is_cpu_only else ("process", "processes")
         micro, accum = _int(resolved, "per_device_train_batch_size"), _int(resolved, "gradient_accumulation_steps")
         parts.append(Text(f"batch: effective {micro * accum * plan.devices:,} rows a step = micro-batch {micro:,} x "
-                          f"accumulation {accum:,} x {plan.devices} {on}{'s' if plan.devices > 1 else ''}"))
+                          f"accumulation {accum:,} x {plan.devices} {many if plan.devices > 1 else one}"))
     stopping = early_stopping_line(resolved, plan)
     if stopping:
         parts.append(Text(stopping))

@@ -191,6 +191,10 @@ def test_two_processes_train_data_parallel_over_gloo(tmp_path, data):
 
     assert torch.load(out / "training_args.bin", weights_only=False).world_size == 2
     assert done.stdout.count("fits: yes") == 1  # only rank 0 prints the plan and the log
+    # the plan counts both processes, which share the batch and the RAM, as the run does
+    batch = next(line for line in done.stdout.splitlines() if line.startswith("batch: "))
+    assert batch.endswith(" x 2 processes")
+    assert "(90% of RAM / 2 processes)" in done.stdout
     assert sum(1 for line in done.stdout.splitlines() if line.startswith("step ")) == 2
     assert (out / "adapter_model.safetensors").is_file()
 
@@ -221,8 +225,10 @@ def test_early_stopping_triggers_and_says_which_checkpoint_is_kept(tmp_path, dat
     done = train(out, data, "--set", "eval_steps=2", "--set", "early_stopping_patience=1",
                  "--set", "early_stopping_threshold=0.5")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert results(out)["global_step"] < 8
-    assert "early stopping" in done.stdout.lower() and "checkpoint-2" in done.stdout
+    kept = results(out)["kept_checkpoint"]
+    assert results(out)["global_step"] < 8 and kept
+    # the checkpoint the run ends with, named when it stops (eval_loss fell by less than 50%: step 4's)
+    assert f"for 1 evaluation; keeping {kept} (eval_loss " in done.stdout
     assert "early stopping" in (out / "training.log").read_text().lower()
 
 

@@ -155,3 +155,23 @@ def test_the_time_estimate_counts_the_gathers_where_they_set_the_pace():
     assert "all-gathering the weights twice" in sharded.assumption
     moving = sharded_traffic_seconds(LLAMA_70B, two, shape)[0]
     assert sharded.seconds == pytest.approx(100 * 16 / 16 * moving)
+
+
+def test_cpu_processes_share_the_batch_and_the_ram_in_the_plan():
+    """`train --num-processes 2` without a GPU: the plan counts both processes (steps an epoch, accumulation)
+    and gives each half of the RAM, as the run then does."""
+    from lorawiz.hardware import machines_of
+
+    one = replace(parse_hardware_spec("cpu"), ram_bytes=int(16 * GIB))
+    two = machines_of(one, {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"})
+    assert two.cpu_processes == 2 and two.machines == 1
+    model = find_model("smollm2-135m")
+    small = DataFacts(rows=900, mean_tokens=120, p95=135, p99=142, max_tokens=150, suggested_max_seq_length=192,
+                      estimated=False)
+    alone, shared = recommend(one, model, small), recommend(two, model, small)
+    assert shared.devices == 2 and shared.budget_bytes == pytest.approx(alone.budget_bytes / 2)
+    def rows(plan):
+        return plan.value("per_device_train_batch_size") * plan.value("gradient_accumulation_steps") * plan.devices
+
+    assert rows(shared) == rows(alone) == shared.effective_batch
+    assert shared.steps_per_epoch == alone.steps_per_epoch

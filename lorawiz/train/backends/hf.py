@@ -64,6 +64,7 @@ class HFBackend:
                 model, use_gradient_checkpointing=trainer_gradient_checkpointing(cfg),
                 gradient_checkpointing_kwargs={"use_reentrant": False})
             restore_loaded_dtypes(model, loaded_dtypes)
+            keep_cpu_4bit_layout(model)
         model = get_peft_model(model, lora_config(cfg))
         return LoadedModel(model, tokenizer, notes)
 
@@ -89,6 +90,22 @@ def shipped_quantization(path: str, kwargs: dict[str, Any]) -> str:
     found = getattr(config, "quantization_config", None)
     method = found.get("quant_method") if isinstance(found, dict) else getattr(found, "quant_method", None)
     return str(getattr(method, "value", method) or "")
+
+
+def keep_cpu_4bit_layout(model: Any) -> int:
+    """On a CPU with AVX512-BF16, bitsandbytes 0.50 repacks a 4-bit weight in place for a faster kernel the first
+    time it runs without gradients (an evaluation): Linear4bit.forward, packing_format_for_cpu. Training after that
+    computes different gradients (grad norm 0.73 instead of 2.14 after one evaluation of builtin:tiny), and under
+    FSDP or ZeRO-3 only the gathered copy is repacked while the shared quant_state says all of it is. Off here, so
+    evaluating never changes the weights; GPUs never take that path. Returns how many layers were set."""
+    import torch
+
+    if torch.cuda.is_available():
+        return 0
+    layers = [module for module in model.modules() if hasattr(module, "support_avx512bf16_for_cpu")]
+    for module in layers:
+        module.support_avx512bf16_for_cpu = False
+    return len(layers)
 
 
 def restore_loaded_dtypes(model: Any, loaded_dtypes: dict[str, Any]) -> int:

@@ -69,6 +69,27 @@ def test_qlora_keeps_the_frozen_weights_in_their_loaded_dtype():
     assert any(param.requires_grad for param in model.parameters())
 
 
+def test_evaluating_a_4bit_model_on_the_cpu_leaves_its_weights_as_they_were():
+    """bitsandbytes repacks a 4-bit weight in place the first time it runs without gradients on a CPU with
+    AVX512-BF16, and training afterwards computes other gradients (and under FSDP or ZeRO-3, wrong ones):
+    lorawiz.train.backends.hf.keep_cpu_4bit_layout turns that off."""
+    import torch
+
+    from lorawiz.train.backends.hf import HFBackend
+
+    flags = {"model_name_or_path": "builtin:tiny", "load_in_4bit": True, "gradient_checkpointing": False,
+             "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "lora_target_modules": "all-linear"}
+    cfg = resolve_config(flags=flags, flag_names={name: f"--{name}" for name in flags}).config
+    model = HFBackend().load(cfg).model
+    layers = [module for module in model.modules() if hasattr(module, "support_avx512bf16_for_cpu")]
+    before = [layer.weight.data.clone() for layer in layers]
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=torch.tensor([[1, 2, 3, 4]]))
+    assert layers and all(torch.equal(layer.weight.data, old) for layer, old in zip(layers, before, strict=True))
+    assert not any(getattr(layer.weight.quant_state, "packing_format_for_cpu", False) for layer in layers)
+
+
 def test_mxfp4_checkpoints_load_dequantized_and_refuse_4_bit(tmp_path, monkeypatch):
     """gpt-oss ships MXFP4 experts: transformers trains them only dequantized (Mxfp4Config(dequantize=True)), and
     bitsandbytes cannot quantize them again."""

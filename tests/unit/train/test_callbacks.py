@@ -16,7 +16,7 @@ from transformers import TrainerControl, TrainerState
 from lorawiz.train import callbacks as callbacks_module
 from lorawiz.train.callbacks import EarlyStopping, FaultInjection, NonFiniteLossGuard, parse_fault
 from lorawiz.train.monitor import TrainMonitor
-from tests.unit.train.tiny_trainer import checkpoints, make_trainer, read_records
+from tests.unit.train.tiny_trainer import FALLING_EVAL_ROWS, checkpoints, make_trainer, read_records
 
 
 def test_early_stopping_after_patience_evaluations_names_the_kept_checkpoint(tmp_path, capsys):
@@ -35,6 +35,23 @@ def test_early_stopping_after_patience_evaluations_names_the_kept_checkpoint(tmp
     assert "at step 6" in message and "by more than 0.10%" in message and "checkpoint-2" in message
     assert message in capsys.readouterr().out and message in (tmp_path / "training.log").read_text()
     assert monitor.state.status == "stopped"
+
+
+def test_early_stopping_names_the_checkpoint_the_trainer_keeps(tmp_path):
+    """The evaluation that stops the run can improve by less than the threshold and still be the best by the
+    metric: the Trainer keeps its checkpoint, and the message names that one."""
+    monitor = TrainMonitor(tmp_path, plain=True)
+    stopper = EarlyStopping(patience=1, threshold=0.5, monitor=monitor)
+    trainer = make_trainer(tmp_path, [monitor, stopper], max_steps=20, load_best_model_at_end=True,
+                           metric_for_best_model="eval_loss", eval_rows=FALLING_EVAL_ROWS)
+
+    trainer.train()
+
+    assert trainer.state.global_step == 4 and stopper.info.best_step == 2
+    assert trainer.state.best_model_checkpoint == str(tmp_path / "checkpoint-4")  # lower, by less than 50%
+    assert stopper.info.kept_checkpoint == trainer.state.best_model_checkpoint
+    message = next(m for m in monitor.state.messages if m.startswith("early stopping"))
+    assert message.endswith(f"keeping {tmp_path / 'checkpoint-4'} (eval_loss {trainer.state.best_metric:.4f})")
 
 
 def test_early_stopping_keeps_counting_after_a_resume(tmp_path):

@@ -46,12 +46,25 @@ def test_zero3_json_and_its_accelerate_config(tmp_path):
     written = yaml.safe_load(path.read_text())
     assert written["distributed_type"] == "DEEPSPEED"
     assert written["deepspeed_config"]["zero3_init_flag"] is True
+    assert "mixed_precision" not in written  # accelerate refuses it beside a DeepSpeed JSON: the JSON's "auto" rules
     zero = json.loads((tmp_path / "deepspeed_zero3.json").read_text())["zero_optimization"]
     assert zero["stage"] == 3 and zero["offload_param"]["device"] == "cpu"
     layer = find_model("llama3.1-8b").parameters()["layers"] // 32
     assert zero["stage3_max_live_parameters"] == 2 * layer
     assert deepspeed_config(config(parallelism="deepspeed").config, 10)["zero_optimization"]["offload_optimizer"] \
         == {"device": "none"}
+
+
+def test_zero3_without_deepspeed_installed_is_refused_with_the_install_line(monkeypatch):
+    import importlib.util
+
+    from lorawiz.train.distributed import require_deepspeed
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else real(name, *a))
+    with pytest.raises(LorawizError, match=r"parallelism deepspeed \(--set parallelism\) needs the deepspeed") as err:
+        require_deepspeed("--set parallelism")
+    assert '.[deepspeed]' in err.value.hint
 
 
 def test_the_decoder_layer_class_comes_from_the_model_class():
