@@ -54,7 +54,7 @@ def funnel(command: F) -> F:
         except LorawizError as exc:
             if debug_enabled():
                 traceback.print_exc()
-            print_error(exc.message, exc.hint)
+            _say_error(exc)
             raise typer.Exit(exc.exit_code) from None
         except Exception as exc:
             user_error = os_error_as_user_error(exc)
@@ -63,13 +63,21 @@ def funnel(command: F) -> F:
                     raise
                 traceback.print_exc()
             if user_error is not None:
-                print_error(user_error.message, user_error.hint)
+                _say_error(user_error)
                 raise typer.Exit(user_error.exit_code) from None
             print_error(f"internal error: {type(exc).__name__}: {exc}",
                         "This is a bug in lorawiz. Rerun with LORAWIZ_DEBUG=1 and report the traceback.")
             raise typer.Exit(INTERNAL_ERROR) from None
 
     return run  # type: ignore[return-value]
+
+
+def _say_error(exc: LorawizError) -> None:
+    from lorawiz.console import print_error
+    from lorawiz.train.launcher import left_error
+
+    if not left_error(exc.message, exc.hint):  # one of several processes: said once, by the launcher
+        print_error(exc.message, exc.hint)
 
 
 @contextlib.contextmanager

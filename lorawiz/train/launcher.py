@@ -10,6 +10,7 @@ trains as it is: WORLD_SIZE or LOCAL_RANK set means it already is one of several
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -88,13 +89,17 @@ def child_args(argv: list[str]) -> list[str]:
     return out
 
 
+# accelerate's launcher or torchrun, ending with a failed process's exit code and no traceback of their own
+CHILDREN = [sys.executable, "-m", "lorawiz.train.children"]
+
+
 def launch_command(argv: list[str], num_processes: int, config_file: str | None, cpu: bool) -> list[str]:
     if cpu and not config_file:
         # accelerate launch --cpu runs one process however many are asked for; torchrun (what accelerate uses for
         # several GPUs) starts them, and the Trainer then joins them over gloo.
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={num_processes}",
+        return [*CHILDREN, "torchrun", "--standalone", f"--nproc_per_node={num_processes}",
                 "-m", "lorawiz", *child_args(argv)]
-    command = [sys.executable, "-m", "accelerate.commands.launch"]
+    command = [*CHILDREN, "accelerate"]
     if config_file:
         if not Path(config_file).is_file():
             raise LorawizError(f"--accelerate-config {config_file}: file not found.",
@@ -125,7 +130,7 @@ def relaunch(argv: list[str], num_processes: int, config_file: str | None, cpu: 
     with tempfile.TemporaryDirectory(prefix="lorawiz-exit-") as folder:
         exit_file = Path(folder) / "exit"
         env[EXIT_FILE] = str(exit_file)
-        code = subprocess.call(launch_command(argv, num_processes, config_file, cpu), env=env)
+        code = _run_launcher(launch_command(argv, num_processes, config_file, cpu), env)
         restart = exit_file.with_name("exit.restart")
         if restart.is_file() and RELAUNCH_FALLBACK not in env:
             asked = json.loads(restart.read_text(encoding="utf-8"))
@@ -135,9 +140,62 @@ def relaunch(argv: list[str], num_processes: int, config_file: str | None, cpu: 
             env[RELAUNCH_FALLBACK] = json.dumps(asked["values"])
             kept = [arg for arg in argv if arg != "--overwrite"]  # the folder is this run's now
             again = kept if "--resume" in kept else [*kept, "--resume", "auto"]
-            code = subprocess.call(launch_command(again, num_processes, config_file, cpu), env=env)
+            code = _run_launcher(launch_command(again, num_processes, config_file, cpu), env)
+        _say_the_other_errors(exit_file)
         left = exit_file.read_text().strip() if exit_file.is_file() else ""
     return int(left) if left.isdigit() else code
+
+
+def _run_launcher(command: list[str], env: dict[str, str]) -> int:
+    """Run accelerate's launcher (or torchrun) and wait for it. It starts in a session of its own, so a Ctrl-C in
+    the terminal reaches this process alone, which passes it (and SIGTERM) once to the training processes: each
+    saves a checkpoint at the end of its step and stops, as one process does. Left to the launcher, the signal
+    would be passed on too and the processes killed 30 s later, mid-step on a large model
+    (torch.distributed.elastic's shutdown); and this process, stopped by it, would leave them running."""
+    import signal
+
+    import psutil
+
+    launcher = subprocess.Popen(command, env=env, start_new_session=True)
+
+    def forward(signum: int, frame: Any) -> None:
+        for process in psutil.Process(launcher.pid).children():  # the training processes
+            with contextlib.suppress(psutil.Error):
+                process.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return launcher.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def left_error(message: str, hint: str | None) -> bool:
+    """In a process lorawiz launched, a user's error is left for the launcher too; True when the launcher will say
+    it, so the process does not: every process of a machine runs the same command and mostly meets the same error,
+    which its local rank 0 says at once and the launcher does not repeat (one that differs, it says)."""
+    import json
+
+    path = os.environ.get(EXIT_FILE)
+    if not path:
+        return False
+    local = os.environ.get("LOCAL_RANK", "0")
+    Path(f"{path}.error.{local}").write_text(json.dumps([message, hint]), encoding="utf-8")
+    return local != "0"
+
+
+def _say_the_other_errors(exit_file: Path) -> None:
+    import json
+
+    from lorawiz.console import print_error
+
+    left = {path.name.rsplit(".", 1)[1]: tuple(json.loads(path.read_text(encoding="utf-8")))
+            for path in exit_file.parent.glob(f"{exit_file.name}.error.*")}
+    said = left.pop("0", None)
+    for message, hint in dict.fromkeys(left[rank] for rank in sorted(left, key=int)):
+        if (message, hint) != said:
+            print_error(message, hint)
 
 
 def user_argv(argv: list[str]) -> list[str]:

@@ -16,7 +16,7 @@ def test_own_flags_are_not_passed_to_the_children():
 
 def test_gpus_use_accelerate_launch_multi_gpu():
     command = launch_command(["train"], 4, None, cpu=False)
-    assert command[1:3] == ["-m", "accelerate.commands.launch"]
+    assert command[1:4] == ["-m", "lorawiz.train.children", "accelerate"]
     assert command[command.index("--num_processes") + 1] == "4" and "--multi_gpu" in command
     assert command[-3:] == ["-m", "lorawiz", "train"]
 
@@ -32,7 +32,7 @@ def test_an_accelerate_config_passes_through_unchanged(tmp_path):
 
 def test_cpu_processes_use_torchrun():
     command = launch_command(["train"], 2, None, cpu=True)
-    assert command[1:3] == ["-m", "torch.distributed.run"] and "--nproc_per_node=2" in command
+    assert command[1:4] == ["-m", "lorawiz.train.children", "torchrun"] and "--nproc_per_node=2" in command
 
 
 @pytest.mark.parametrize(("env", "expected"), [
@@ -84,3 +84,19 @@ def test_accelerates_mixed_precision_is_a_setting_below_the_config_file(tmp_path
     config.write_text("bf16: true\n")
     resolved = resolve_config(config, environ={"ACCELERATE_MIXED_PRECISION": "fp16"})
     assert (resolved.value("bf16"), resolved.value("fp16")) == (True, None)  # the file wins; the env's side cleared
+
+
+def test_the_processes_errors_are_said_once_each(tmp_path, monkeypatch, capsys):
+    """Local rank 0 says its error itself; the launcher says the others' only where they differ from it."""
+    from lorawiz.train import launcher
+
+    exit_file = tmp_path / "exit"
+    monkeypatch.setenv(launcher.EXIT_FILE, str(exit_file))
+    for rank, message in (("0", "disk full"), ("1", "disk full"), ("2", "no GPU 2"), ("3", "no GPU 2")):
+        monkeypatch.setenv("LOCAL_RANK", rank)
+        assert launcher.left_error(message, "fix it") is (rank != "0")
+    launcher._say_the_other_errors(exit_file)
+    said = capsys.readouterr().err
+    assert said.count("error: no GPU 2") == 1 and "disk full" not in said and "hint: fix it" in said
+    monkeypatch.delenv(launcher.EXIT_FILE)
+    assert launcher.left_error("alone", None) is False  # not one of lorawiz's children: it says it itself
