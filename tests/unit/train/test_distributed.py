@@ -3,6 +3,7 @@ back from accelerate's environment (issue 18, points 2 and 3)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -116,3 +117,30 @@ def test_the_machine_flags_stay_with_the_launcher():
     argv = ["train", "--num-machines", "2", "--machine-rank=1", "--main-process-ip", "10.0.0.1",
             "--main-process-port", "29501", "--lora-r", "8"]
     assert launcher.child_args(argv) == ["train", "--lora-r", "8"]
+
+
+def test_a_training_process_leaves_its_process_group_only_when_it_ends_well(monkeypatch):
+    """Destroyed after a run that finished or stopped with the others (exit 0), and the process ends before the
+    interpreter's teardown, whose torch threads can abort it; kept after an error, when the others may still wait
+    in a collective."""
+    import torch.distributed as dist
+
+    from lorawiz.train import distributed
+    from lorawiz.train.distributed import leaving_the_process_group
+
+    destroyed, exits = [], []
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: destroyed.append(True))
+    monkeypatch.setattr(distributed.os, "_exit", exits.append)  # before the interpreter's teardown
+
+    def ends(outcome):
+        destroyed.clear()
+        exits.clear()
+        with contextlib.suppress(SystemExit, Exception), leaving_the_process_group():
+            if outcome is not None:
+                raise outcome
+        assert exits == ([0] if destroyed else [])
+        return bool(destroyed)
+
+    assert ends(None) and ends(SystemExit(0))
+    assert not ends(SystemExit(130)) and not ends(LorawizError("bad row")) and not ends(RuntimeError("bug"))
