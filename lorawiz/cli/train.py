@@ -117,7 +117,7 @@ def train_command(
     request = TrainRequest(resolved, backend=backend, resume=resume, dry_run=dry_run, overwrite=overwrite,
                            plain=is_plain(), hardware_spec=hardware, argv=launcher.user_argv(sys.argv[1:]),
                            reporter=reporter())
-    from lorawiz.train.distributed import leaving_the_process_group
+    from lorawiz.train.process_group import leaving_the_process_group
 
     with leaving_the_process_group():  # one of several processes: its gloo or NCCL group, cleanly
         run_training(request)

@@ -9,10 +9,8 @@ wants to change something edits the file and passes it back with `--accelerate-c
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -207,9 +205,11 @@ def planned_run(resolved: Any, machines: int = 1, hardware_spec: str | None = No
 
     resolved = with_mixed_datasets(resolved)
     output_dir = resolved.config.logging.output_dir or "."
-    machine = probe(output_dir)
-    hardware = parse_hardware_spec(hardware_spec) if hardware_spec else replace(
-        machine, machines=machines, cpu_processes=1 if machine.gpus else processes)
+    if hardware_spec:
+        hardware = parse_hardware_spec(hardware_spec)
+    else:
+        machine = probe(output_dir)
+        hardware = replace(machine, machines=machines, cpu_processes=1 if machine.gpus else processes)
     run_data = load_run_data(resolved.config, say=say)
     inputs = gather(resolved, hardware=hardware, tokenised=run_data.train, data_note=run_data.cache_note())
     return fill_from_plan(resolved, make_plan(inputs)), inputs.model
@@ -224,6 +224,8 @@ def launch_planned(argv: list[str], resolved: Any, launch: Any, cpu: bool, hardw
     from lorawiz.train import launcher
     from lorawiz.train.args import sharded
 
+    if resolved.config.optimization.parallelism == "deepspeed":  # set by the user: refused before tokenising
+        require_deepspeed(resolved.source("parallelism").label)
     filled, model = planned_run(resolved, launch.machines, hardware_spec, launch.processes, say=say)
     cfg = filled.config
     if cfg.optimization.parallelism == "deepspeed":
@@ -358,42 +360,3 @@ def save_sharded_adapter(model: Any, output_dir: Path, adapter_state: dict[str, 
         plain = {key.replace(_CHECKPOINT_PREFIX, ""): tensor for key, tensor in tensors.items()}
         with atomic_output(path, overwrite=True, binary=True) as handle:  # over the file peft just wrote
             handle.write(save(plain, metadata={"format": "pt"}))
-
-
-@contextlib.contextmanager
-def leaving_the_process_group() -> Iterator[None]:
-    """Around a training process's run: when it ends well (trained, or stopped with the others by a signal: exit
-    code 0), its process group is destroyed and the process exits after its atexit handlers (logging, trackers)
-    but before the interpreter's teardown. In that teardown a C++ thread of torch's (gloo's: pytorch#190489) can
-    still be joinable and abort the process (SIGABRT, "terminate called without an active exception"), failing a
-    run that had saved everything (seen twice in the test suite's resumed 2-process CPU runs, once with the group
-    destroyed). Not after an error: the others may still wait in a collective, and destroying the group then can
-    hang (torchtitan#1342)."""
-    try:
-        yield
-    except SystemExit as stop:
-        if not stop.code and _destroy_process_group():
-            _exit_before_teardown()
-        raise
-    if _destroy_process_group():
-        _exit_before_teardown()
-
-
-def _destroy_process_group() -> bool:
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return False
-    dist.destroy_process_group()
-    return True
-
-
-def _exit_before_teardown() -> None:
-    import atexit
-    import sys
-
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(0)

@@ -159,9 +159,10 @@ def _run_launcher(command: list[str], env: dict[str, str]) -> int:
     launcher = subprocess.Popen(command, env=env, start_new_session=True)
 
     def forward(signum: int, frame: Any) -> None:
-        for process in psutil.Process(launcher.pid).children():  # the training processes
-            with contextlib.suppress(psutil.Error):
-                process.send_signal(signum)
+        with contextlib.suppress(psutil.Error):  # the launcher or a process may have ended meanwhile
+            for process in psutil.Process(launcher.pid).children():  # the training processes
+                with contextlib.suppress(psutil.Error):
+                    process.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -125,13 +125,13 @@ def test_a_training_process_leaves_its_process_group_only_when_it_ends_well(monk
     in a collective."""
     import torch.distributed as dist
 
-    from lorawiz.train import distributed
-    from lorawiz.train.distributed import leaving_the_process_group
+    from lorawiz.train import process_group
+    from lorawiz.train.process_group import leaving_the_process_group
 
     destroyed, exits = [], []
     monkeypatch.setattr(dist, "is_initialized", lambda: True)
     monkeypatch.setattr(dist, "destroy_process_group", lambda: destroyed.append(True))
-    monkeypatch.setattr(distributed.os, "_exit", exits.append)  # before the interpreter's teardown
+    monkeypatch.setattr(process_group.os, "_exit", exits.append)  # before the interpreter's teardown
 
     def ends(outcome):
         destroyed.clear()
