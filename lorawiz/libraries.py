@@ -56,11 +56,18 @@ def _set_verbosity(module, library: str, plain: bool) -> None:
 
 
 def hide_optional_kernel_warning() -> None:
-    """bitsandbytes' CPU backend warns at import that an optional kernels download is missing: not actionable."""
+    """Warnings at import that say nothing to act on: bitsandbytes' CPU backend that an optional kernels download is
+    missing; DeepSpeed (imported by transformers and accelerate when installed) that a machine without a GPU
+    computes on its CPU."""
     import logging
 
     class _Filter(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            return "kernels-community" not in record.getMessage()
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
 
-    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_Filter())
+        def filter(self, record: logging.LogRecord) -> bool:
+            return self.text not in record.getMessage()
+
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_Filter("kernels-community"))
+    logging.getLogger("DeepSpeed").addFilter(_Filter("Setting accelerator to CPU"))

@@ -19,6 +19,7 @@ from lorawiz.cli.eval import eval_command
 from lorawiz.cli.format import format_command
 from lorawiz.cli.init import init_command
 from lorawiz.cli.inspect import inspect_command
+from lorawiz.cli.lr_find import lr_find_command
 from lorawiz.cli.merge import merge_command
 from lorawiz.cli.mix import mix_command
 from lorawiz.cli.plan import plan_command
@@ -59,6 +60,7 @@ def root(
 app.command("init")(init_command)
 app.command("demo")(demo_command)
 app.command("plan")(plan_command)
+app.command("lr-find")(lr_find_command)
 app.command("train")(train_command)
 app.command("doctor")(doctor_command)
 app.command("format")(format_command)

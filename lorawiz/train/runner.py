@@ -140,7 +140,9 @@ def _plan_and_train(request: TrainRequest) -> TrainResult:
     machine = machines_of(probe(cfg.logging.output_dir or "."))  # --num-machines: this machine, N times
     planned_for = request.hardware_spec
     hardware = parse_hardware_spec(planned_for) if planned_for else machine
-    backend_name, why, backend = _pick_backend(request, machine)  # before transformers: unsloth patches it
+    from lorawiz.train.backends import pick_backend
+
+    backend_name, why, backend = pick_backend(request.backend, cfg, machine)  # before transformers (unsloth)
     quiet_libraries(request.plain)
     output_dir = Path(cfg.logging.output_dir).expanduser()
     is_main = _is_main()
@@ -208,19 +210,6 @@ def _finished(output_dir: Path, resolved: Any, request: TrainRequest, is_main: b
         request.reporter.say("To train longer, raise --max-steps or --num-train-epochs with --resume auto; to start "
                              "over, use --overwrite (without --resume) or another --output-dir.")
     return TrainResult(output_dir, "finished", dict(done), seconds=time.monotonic() - started)
-
-
-def _pick_backend(request: TrainRequest, machine: Any) -> tuple[str, str, Any]:
-    """Choose the backend from this machine and the model's architecture, and import it (unsloth comes first)."""
-    from lorawiz.builtin import local_path
-    from lorawiz.model_facts import load_model_facts
-    from lorawiz.train.backends import get_backend
-    from lorawiz.train.backends.base import choose_backend
-
-    cfg = request.config.config
-    architecture = load_model_facts(local_path(cfg.model.model_name_or_path)).architecture
-    name, why = choose_backend(request.backend, machine, architecture, cfg)
-    return name, why, get_backend(name)
 
 
 def _show_dry_run(ctx: RunContext, data: Any) -> None:

@@ -155,14 +155,40 @@ def plan_step(flags: dict[str, Any], preset: str, opts: InitOptions, prompter: P
         names = list(plan.values)
         options = ([("accept", "looks good: write the config"), ("change", "change a value")] if plan.fits else
                    [("change", "change a value: this plan does not fit"), ("accept", "write the config anyway")])
+        if opts.hardware is None:  # planned for this machine: a sweep here finds its rate
+            options.append(("lr-find", "find a learning rate: a short sweep here, on this data (lorawiz lr-find)"))
         action = prompter.select("Plan", options, "accept" if plan.fits else "change")
         if action == "accept":
             return filled, plan, set_items
+        if action == "lr-find":
+            rate = _lr_find_step(resolved, prompter)
+            if rate is not None:
+                set_items.append(f"learning_rate={format_value(rate)}")  # as the config's comment writes it
+            continue
         shown = {n: format_value(filled.value(n)) if filled.value(n) is not None else "" for n in names}
         name = prompter.select("Which value? (type to filter)", [(n, f"{n} = {shown[n]}") for n in names],
                                names[0], search=True)
         value = prompter.text(f"New value for {name}", shown[name], _value_checker(name))
         set_items.append(f"{name}={value.strip()}")
+
+
+def _lr_find_step(resolved: Any, prompter: Prompter) -> float | None:
+    """Sweep the learning rate with the plan's settings (lorawiz.train.lr_find), show the curve, and return the
+    suggested rate when the user takes it."""
+    from lorawiz.train.lr_find import STEPS, LrFindRequest, find_learning_rate
+    from lorawiz.views.lr_find import render_lr_find
+
+    def progress(step: int, steps: int, rate: float, smoothed: float) -> None:
+        if step % max(1, steps // 5) == 0:
+            prompter.say(f"lr-find step {step}/{steps}: rate {rate:.1e}, smoothed loss {smoothed:.4g}")
+
+    prompter.say(f"lr-find: {STEPS} training steps with the learning rate rising; nothing is saved.")
+    result = find_learning_rate(LrFindRequest(resolved, plain=True, say=prompter.say, progress=progress))
+    prompter.show(render_lr_find(result, plain=False))
+    rate = result.suggested_rate
+    if rate is None or not prompter.confirm(f"Use learning rate {rate:.1e} (the valley rule)?", default=True):
+        return None
+    return rate
 
 
 def _does_not_fit(plan: Any) -> LorawizError:

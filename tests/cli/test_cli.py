@@ -29,8 +29,8 @@ def test_python_dash_m_runs_the_same_cli():
 
 def test_no_arguments_prints_help_listing_the_commands(cli):
     result = cli()
-    for command in ("presets", "config", "format", "split", "mix", "inspect", "plan", "doctor", "train", "demo",
-                    "init", "merge", "eval", "chat", "completion"):
+    for command in ("presets", "config", "format", "split", "mix", "inspect", "plan", "lr-find", "doctor", "train",
+                    "demo", "init", "merge", "eval", "chat", "completion"):
         assert f"\n  {command} " in result.output
 
 

@@ -259,3 +259,20 @@ def test_train_runs_the_printed_train_command(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"running: lorawiz train {out} --plain" in done.stdout
     assert (tmp_path / "o" / "adapter_model.safetensors").is_file()
+
+
+def test_the_plan_step_offers_lr_find_here_and_takes_the_rate_it_suggests(tmp_path, data):
+    out = tmp_path / "run.yaml"
+    opts = InitOptions(model="builtin:tiny", data=str(data), task="chat", preset="quick", config_out=str(out),
+                       output_dir=str(tmp_path / "outputs"))  # planned for this machine: the sweep runs here
+    said: list[str] = []
+    keys = ["n" + ENTER,  # no split
+            DOWN + DOWN + ENTER,  # plan: find a learning rate
+            ENTER,  # use the suggested rate: yes
+            ENTER]  # plan: accept
+    result = drive(keys, opts, said)
+    assert any(line.startswith("lr-find: 100 training steps") for line in said)
+    rate = re.search(r"--set learning_rate=(\S+)", result.command).group(1)
+    assert yaml.safe_load(out.read_text())["training"]["learning_rate"] == float(rate)
+    assert f"  # --set learning_rate={rate}" in out.read_text()
+    assert not (tmp_path / "outputs").exists()  # the sweep saved nothing into the run's folder

@@ -16,7 +16,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "lorawiz"
 PURE = ("lorawiz.config", "lorawiz.recommend", "lorawiz.fitting", "lorawiz.memory", "lorawiz.throughput",
-        "lorawiz.catalog", "lorawiz.presets", "lorawiz.errors", "lorawiz.data.formats", "lorawiz.parallelism")
+        "lorawiz.catalog", "lorawiz.presets", "lorawiz.errors", "lorawiz.data.formats", "lorawiz.parallelism",
+        "lorawiz.lr_range")
 PURE_THIRD_PARTY = {"yaml", "pydantic"}
 
 
@@ -110,7 +111,7 @@ def test_eval_merge_and_chat_do_not_import_train():
 
 def test_views_are_pure_renderers():
     allowed = ("lorawiz.views", "lorawiz.config.schema", "lorawiz.memory", "lorawiz.hardware",
-               "lorawiz.eval.metrics", "lorawiz.console")
+               "lorawiz.eval.metrics", "lorawiz.console", "lorawiz.lr_range")
     offenders = [(name, target) for name in MODULES if name.startswith("lorawiz.views")
                  for target in lorawiz_imports(name) if not target.startswith(allowed)]
     assert not offenders

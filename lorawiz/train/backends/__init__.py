@@ -14,3 +14,15 @@ def get_backend(name: str) -> Any:
     from lorawiz.train.backends.hf import HFBackend
 
     return HFBackend()
+
+
+def pick_backend(requested: str, cfg: Any, machine: Any) -> tuple[str, str, Any]:
+    """Choose the backend from this machine and the model's architecture, and import it (unsloth comes first, so
+    call this before transformers is imported): its name, why, and the backend."""
+    from lorawiz.builtin import local_path
+    from lorawiz.model_facts import load_model_facts
+    from lorawiz.train.backends.base import choose_backend
+
+    architecture = load_model_facts(local_path(cfg.model.model_name_or_path)).architecture
+    name, why = choose_backend(requested, machine, architecture, cfg)
+    return name, why, get_backend(name)
