@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from lorawiz.models import chat_dtype_and_device, describe_target, load_model, load_tokenizer_for
+from lorawiz.errors import LorawizError
+from lorawiz.models import chat_dtype_and_device, describe_target, head_labels, load_model, load_tokenizer_for
 
 LEFT_BY_EXIT, LEFT_BY_EOF, LEFT_BY_INTERRUPT = "exit", "eof", "interrupt"  # how the conversation ended
 
@@ -102,6 +103,9 @@ def _join(worker: threading.Thread, stop: threading.Event) -> None:
 def open_session(target: str, base: str | None = None, system: str | None = None, max_new_tokens: int = 512,
                  temperature: float = 0.7) -> ChatSession:
     resolved = describe_target(target, base)
+    if head_labels(resolved) is not None:
+        raise LorawizError(f"{target} is a classifier (a sequence head): it scores its labels and writes no text.",
+                           hint=f"Score it on labelled rows with: lorawiz eval {target} --data FILE")
     dtype, device = chat_dtype_and_device()
     model = load_model(resolved, dtype, device=device)
     return ChatSession(model, load_tokenizer_for(resolved), system, max_new_tokens, temperature)

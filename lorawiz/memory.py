@@ -6,13 +6,11 @@ by bench/memory_truth.py (its table is in bench/README.md). A step's memory is w
 optimizer states) plus the larger of two moments:
 
 - the loss: every layer's saved activations (or, with gradient checkpointing, each layer's input), and TRL's loss
-  in 256-token chunks (or the whole logits for the plain "nll" loss);
+  in 256-token chunks (or the whole logits for the plain "nll" loss; a sequence head's scores, which are tiny);
 - the backward pass through one layer: the checkpoints not yet used, that layer recomputed, the gradients flowing
   through it, and the adapter gradients made so far.
-
 Under data parallelism every GPU holds all of this for its own micro-batch (LoRA's gradient buckets are small), so
-the figure is per GPU. What CUDA adds (context, allocator slack, kernel workspaces) is the explicit constants at
-the end, to calibrate on a GPU.
+the figure is per GPU. What CUDA adds (context, allocator slack, kernels' workspaces) is the constants at the end.
 """
 
 from __future__ import annotations
@@ -35,8 +33,7 @@ MOMENTS = {"adamw_torch": 2, "adamw_torch_fused": 2, "adamw_hf": 2, "adamw": 2, 
 EIGHT_BIT_STATE_BYTES = {"adamw_8bit": 2 + 8 / 256, "adamw_bnb_8bit": 2 + 8 / 256, "paged_adamw_8bit": 2 + 8 / 256,
                          "lion_8bit": 1 + 4 / 256, "paged_lion_8bit": 1 + 4 / 256}
 ADAFACTOR_STATE_BYTES = 0.1  # factored second moments: rows + columns, a few percent of the parameters
-# Kept for callers that size checkpoints (lorawiz.train.diskspace): fp32 adapters and AdamW's two fp32 moments.
-ADAPTER_BYTES = 4
+ADAPTER_BYTES = 4  # for callers that size checkpoints (train/diskspace): fp32 adapters, and their optimizer states:
 OPTIMIZER_STATE_BYTES = {name: 4.0 * moments for name, moments in MOMENTS.items()} | EIGHT_BIT_STATE_BYTES | {
     "adafactor": ADAFACTOR_STATE_BYTES}
 
@@ -46,8 +43,7 @@ OPTIMIZER_STATE_BYTES = {name: 4.0 * moments for name, moments in MOMENTS.items(
 # Llama-3.2-1B's weights, as these give.
 NF4_BITS = {"nf4": 4 + 32 / 64, "nf4-dq": 4 + 8 / 64 + 32 / (64 * 256)}
 INT8_BITS = 8 + 32 / 4096  # LLM.int8: int8 weights plus one fp32 scale per output row (rows of ~4k inputs)
-QUANTIZATIONS = ("none", "nf4", "nf4-dq", "int8")
-SHARDINGS = ("none", "fsdp", "zero3")
+QUANTIZATIONS, SHARDINGS = ("none", "nf4", "nf4-dq", "int8"), ("none", "fsdp", "zero3")
 
 # TRL's SFTTrainer (1.14) computes the loss in chunks of 256 tokens, each checkpointed. At a chunk's worst moment
 # four [chunk, vocab] fp32 tensors are alive: the upcast logits, log-softmax, its exp and their product (the
@@ -88,7 +84,7 @@ class TrainingShape:
     seq_len: int = 2048
     gradient_checkpointing: bool = True
     lora_dropout: float = 0.0
-    loss: str = "chunked_nll"  # TRL's SFTConfig.loss_type: chunked_nll (its default) or nll
+    loss: str = "chunked_nll"  # TRL's loss_type: chunked_nll (its default) or nll; head: a sequence head's scores
     gradient_accumulation: int = 1  # above 1 the adapter gradients stay alive through the forward passes too
     on_gpu: bool = True  # False: CPU training, no CUDA context or allocator slack
     adapted_layers: int | None = None  # layers_to_transform: how many decoder layers get adapters (None: all)
@@ -272,9 +268,16 @@ def backward_temporary_bytes(model: Any, shape: TrainingShape) -> tuple[float, s
     return per_token, f"({2 * a + upcast} B x {width:,} + {a + upcast} B x {model.hidden:,}) gradients in flight"
 
 
+def loss_for(settings: Any) -> str:
+    """TrainingShape.loss for a run's settings: a sequence head's scores, else TRL's chunked loss."""
+    return "head" if settings.get("head") == "sequence" else "chunked_nll"
+
+
 def loss_bytes(model: Any, shape: TrainingShape) -> tuple[float, str]:
     """The loss at its worst moment, over the final hidden states."""
     tokens = shape.tokens
+    if shape.loss == "head":  # the last token's hidden state times the score head: [rows, labels], no vocabulary
+        return 0.0, f"{shape.micro_batch} rows x the labels' scores (a sequence head: no vocabulary-sized logits)"
     if shape.loss == "nll":
         per = NLL_LOGIT_BYTES + (DTYPE_BYTES[shape.precision] if model.architecture in LOGIT_SOFTCAPPING else 0)
         size = tokens * model.vocab * per

@@ -74,19 +74,69 @@ def load_tokenizer_for(target: Target) -> Any:
     return tokenizer
 
 
+LABELS_FILE = "labels.json"  # a sequence-classification adapter's classes, in the order of its scores
+
+
+def head_labels(target: Target) -> list[str] | None:
+    """The classes of a sequence-classification model (an adapter lorawiz trained with `head: sequence`, or such
+    an adapter merged), None for a language model. An adapter keeps them in labels.json (else its run's
+    lorawiz.yaml); a merged model in its config's id2label."""
+    folder = Path(target.path).expanduser()
+    if target.is_adapter:
+        adapter = json.loads((folder / "adapter_config.json").read_text())
+        if adapter.get("task_type") != "SEQ_CLS":
+            return None
+        for found in (_labels_file(folder), _run_labels(folder)):
+            if found:
+                return found
+        raise LorawizError(f"{folder} is a sequence-classification adapter without its labels.",
+                           hint=f"Restore {LABELS_FILE} (lorawiz train writes it), or the run's lorawiz.yaml.")
+    config = folder / "config.json"
+    if not config.is_file():
+        return None
+    found = json.loads(config.read_text())
+    if not any(name.endswith("ForSequenceClassification") for name in found.get("architectures") or []):
+        return None
+    id2label = found.get("id2label") or {}
+    return [id2label[key] for key in sorted(id2label, key=int)]
+
+
+def _labels_file(folder: Path) -> list[str] | None:
+    path = folder / LABELS_FILE
+    return list(json.loads(path.read_text())["labels"]) if path.is_file() else None
+
+
+def _run_labels(folder: Path) -> list[str] | None:
+    import yaml
+
+    path = folder / "lorawiz.yaml"
+    if not path.is_file():
+        return None
+    data = yaml.safe_load(path.read_text()) or {}
+    labels = (data.get("data") or {}).get("labels")
+    return list(labels) if labels else None
+
+
 def load_model(target: Target, dtype: str = "bf16", merge: bool = False, device: str | None = None) -> Any:
-    """The model to run: base + adapter (optionally merged into the base), or the model itself, in eval mode."""
+    """The model to run: base + adapter (optionally merged into the base), or the model itself, in eval mode. A
+    sequence-classification one (head_labels) loads with its head, labelled, and knows its padding token."""
     from safetensors import SafetensorError
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     from lorawiz.hub import cache_only_unless_local
 
     path = target.base if target.is_adapter else target.path
     for folder in {Path(path).expanduser(), Path(target.path).expanduser()}:
         check_weight_files(folder)  # a cut copy fails here with its name, not deep in safetensors
+    labels = head_labels(target)
+    head = {} if labels is None else {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+                                      "label2id": {label: i for i, label in enumerate(labels)}}
     try:
         with cache_only_unless_local(path):  # the cache only, no 20 s of retries
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype))
+            model = (AutoModelForSequenceClassification if head else AutoModelForCausalLM).from_pretrained(
+                path, dtype=torch_dtype(dtype), **head)
+            if head and model.config.pad_token_id is None:
+                model.config.pad_token_id = load_tokenizer_for(target).pad_token_id
             if target.is_adapter:
                 from peft import PeftModel
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lorawiz.fitting import MEMORY_BUDGET, cheapest_fix
-from lorawiz.memory import GIB, MemoryBreakdown, TrainingShape, adapted_layer_count, estimate_memory
+from lorawiz.memory import GIB, MemoryBreakdown, TrainingShape, adapted_layer_count, estimate_memory, loss_for
 from lorawiz.parallelism import UNVERIFIED_SHARDED_4BIT, Layout, candidates, choose_layout
 from lorawiz.throughput import TimeEstimate, estimate_time
 
@@ -198,7 +198,7 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
     def shape(quant: str, micro: int, ckpt: bool, layout: Layout | None = None) -> TrainingShape:
         return TrainingShape(precision=precision, quantization=quant, lora_r=rank, target_modules=targets,
                              optimizer=optim, micro_batch=micro, seq_len=seq_len, gradient_checkpointing=ckpt,
-                             lora_dropout=dropout, on_gpu=gpu, adapted_layers=adapted,
+                             lora_dropout=dropout, on_gpu=gpu, adapted_layers=adapted, loss=loss_for(settings),
                              **(layout or plan.layout).shape_fields())
 
     ram_budget = hardware.ram_bytes * MEMORY_BUDGET if hardware.ram_bytes else None

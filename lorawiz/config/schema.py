@@ -102,6 +102,11 @@ SECTIONS: dict[str, tuple[Knob, ...]] = {
            "lorawiz-data with --cache-dir, else the datasets cache's lorawiz folder)."),
         _k("task", Literal[TASKS], "chat",
            "What the data teaches: chat, instruction, code, domain (adaptation) or classification."),
+        _k("head", Literal["lm", "sequence"], "lm", "How a classification run answers: lm (the label written as "
+           "the answer: any chat model serves it) or sequence (a classification head on the last token of the "
+           "prompt: one forward pass, scores over the labels only, no generation)."),
+        _k("labels", list[str], None, "The classes of a sequence head, in order (default: the distinct answers of "
+           "the training data, sorted)."),
     ),
     "lora": (
         _k("lora_r", int, None, "LoRA rank: higher = more capacity, memory and risk of overfitting.",
@@ -225,7 +230,7 @@ KNOWN_ALIASES = {
 EXCLUSIVE_PAIRS = (("warmup_ratio", "warmup_steps"), ("bf16", "fp16"), ("load_in_4bit", "load_in_8bit"))
 
 DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "half": "float16", "float": "float32"}
-LIST_KNOBS = ("lora_target_modules", "modules_to_save", "report_to", "layers_to_transform")
+LIST_KNOBS = ("lora_target_modules", "modules_to_save", "report_to", "layers_to_transform", "labels")
 
 # What each schedule accepts in lr_scheduler_kwargs (transformers.optimization's schedule functions), and what it
 # needs: one of the names in each tuple of `needs`.

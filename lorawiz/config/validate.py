@@ -286,6 +286,14 @@ def _cross_field_problems(cfg: Mapping[str, Any], sources: Mapping[str, Source])
             found.append(Problem(src("eval_steps", "save_steps"),
                                  f"load_best_model_at_end needs save_steps ({log.save_steps}) to be a multiple of "
                                  f"eval_steps ({log.eval_steps}), so that every checkpoint has a score."))
+    if data.head == "sequence" and data.task != "classification":
+        found.append(Problem(src("head", "task"), f'head "sequence" classifies, but the task is "{data.task}". '
+                                                  "Set task: classification, or head: lm."))
+    if data.head == "sequence" and data.packing:
+        found.append(Problem(src("head", "packing"), "a sequence head classifies each row on its own; packing "
+                                                     "joins rows into one sequence. Set packing: false."))
+    if data.labels is not None and (len(data.labels) < 2 or len(set(data.labels)) < len(data.labels)):
+        found.append(Problem(src("labels"), "labels must name at least two different classes, each once."))
     if train.early_stopping_patience > 0 and log.eval_strategy == "no":
         found.append(Problem(src("early_stopping_patience", "eval_strategy"),
                              "early stopping needs evaluations, but eval_strategy is \"no\". "

@@ -30,7 +30,14 @@ from lorawiz.eval.report import (
     sample_record,
 )
 from lorawiz.eval.scoring import generate_answers, mean_loss_view
-from lorawiz.models import Target, describe_target, eval_dtype_and_device, load_model, load_tokenizer_for
+from lorawiz.models import (
+    Target,
+    describe_target,
+    eval_dtype_and_device,
+    head_labels,
+    load_model,
+    load_tokenizer_for,
+)
 
 MAX_LABELS = 50  # more distinct answers than this is not a label set
 DEFAULT_MAX_SEQ_LENGTH = 4096  # when neither the run's config nor the model says less
@@ -60,6 +67,15 @@ def run_eval(request: EvalRequest, progress: Callable[[str], None] | None = None
     progress = progress or (lambda text: None)
     _check_request(request)
     target = describe_target(request.target, request.base)
+    labels = head_labels(target)
+    if labels is not None:  # a sequence head: scored, not generated (lorawiz.eval.head)
+        from lorawiz.eval.head import check_head_request, run_head_eval
+
+        check_head_request(request, target)
+        data_path = _data_path(request.data)
+        total = _counted(data_path, "--data")
+        rows = rows_at(data_path, _sample_positions(total, request.max_samples))
+        return run_head_eval(request, target, labels, data_path, rows, total, progress)
     base = target.base if target.is_adapter else request.base
     compare = request.compare_base if request.compare_base is not None else base is not None
     if compare and base is None:

@@ -38,7 +38,18 @@ def model_kwargs(cfg: Any, attn_implementation: str | None = None, device_map: A
 
     return {"pretrained_model_name_or_path": local_path(planned(cfg, "model_name_or_path")),
             "dtype": model_dtype(cfg), "quantization_config": quantization_config(cfg),
-            "attn_implementation": attn_implementation, "device_map": device_map, **tokenizer_kwargs(cfg)}
+            "attn_implementation": attn_implementation, "device_map": device_map, **tokenizer_kwargs(cfg),
+            **head_kwargs(cfg)}
+
+
+def head_kwargs(cfg: Any) -> dict[str, Any]:
+    """AutoModelForSequenceClassification's label arguments for a sequence head (the labels the run fills from
+    its data when nobody set them); nothing for a language-model head."""
+    if cfg.data.head != "sequence":
+        return {}
+    labels = planned(cfg, "labels")
+    return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+            "label2id": {label: index for index, label in enumerate(labels)}}
 
 
 def tokenizer_kwargs(cfg: Any) -> dict[str, Any]:
@@ -98,7 +109,9 @@ def lora_config(cfg: Any) -> Any:
     return LoraConfig(
         r=planned(cfg, "lora_r"), lora_alpha=planned(cfg, "lora_alpha"), lora_dropout=planned(cfg, "lora_dropout"),
         target_modules=lora.lora_target_modules, bias=lora.lora_bias, use_dora=lora.use_dora,
-        use_rslora=lora.use_rslora, modules_to_save=lora.modules_to_save, task_type="CAUSAL_LM",
+        use_rslora=lora.use_rslora, modules_to_save=lora.modules_to_save,
+        # SEQ_CLS: peft trains and saves the new score head in full (it adds it to modules_to_save)
+        task_type="SEQ_CLS" if cfg.data.head == "sequence" else "CAUSAL_LM",
         layers_to_transform=lora.layers_to_transform,
     )
 

@@ -110,6 +110,13 @@ def prepare_data(cfg: Any, run: RunData) -> PreparedData:
     if planned(cfg, "packing"):
         train_set = train_set.remove_columns(["length"])  # packing makes its own rows
     first = train.dataset[0]
-    return PreparedData(run.tokenizer, train_set, val.dataset.remove_columns(["length"]) if val else None, stats,
-                        {"input_ids": first["input_ids"], "labels": first["labels"]}, run.train.entry,
-                        train.lengths)
+    first = {"input_ids": first["input_ids"], "labels": first["labels"]}
+    eval_set = val.dataset.remove_columns(["length"]) if val else None
+    if data.head == "sequence":  # the prompt and its label's index (lorawiz.train.head)
+        from lorawiz.train.head import head_dataset
+
+        labels = planned(cfg, "labels")
+        train_set = head_dataset(train.dataset, run.tokenizer, labels, "training")
+        eval_set = head_dataset(val.dataset, run.tokenizer, labels, "validation") if val else None
+        return PreparedData(run.tokenizer, train_set, eval_set, stats, first, run.train.entry, None)
+    return PreparedData(run.tokenizer, train_set, eval_set, stats, first, run.train.entry, train.lengths)

@@ -209,6 +209,8 @@ class TrainMonitor(TrainerCallback):
             if key is not None and _is_number(metrics[key]):
                 self.state.eval_metric = key
                 self.state.eval_losses.append((state.global_step, float(metrics[key])))
+            self.state.eval_scores = {name: float(metrics[f"eval_{name}"]) for name in ("accuracy", "macro_f1")
+                                      if _is_number(metrics.get(f"eval_{name}"))}
         self._record("eval", state, metrics)
         if key is not None:
             self._emit(plain_eval_line(self.state))

@@ -69,6 +69,11 @@ def save_outputs(trainer: Any, tokenizer: Any, resolved: Any, result: Any, outpu
     else:
         trainer.save_model(str(output_dir))  # adapter_config.json + adapter_model.safetensors (the best, if loaded)
     check_saved_adapter(output_dir)
+    if resolved.config.data.head == "sequence":  # the head's classes travel with the adapter (lorawiz.models)
+        from lorawiz.models import LABELS_FILE
+
+        with atomic_output(output_dir / LABELS_FILE, overwrite=True) as handle:
+            json.dump({"labels": list(resolved.config.data.labels)}, handle, indent=2)
     tokenizer.save_pretrained(str(output_dir))
     normal_permissions(output_dir)  # safetensors writes owner-only (0600) files
     state = trainer.state
@@ -136,10 +141,16 @@ def _write_model_card(output_dir: Path, cfg: Any, metrics: dict[str, Any], model
         lines.append(f"- evaluation loss of the kept model ({kept}): {number(metrics['eval_loss'])} "
                      f"(step {metrics.get('eval_step')}, {metrics.get('val_rows')} validation rows)")
     rerun = shlex.join(["lorawiz", "train", str(output_dir.resolve() / "lorawiz.yaml"), "--output-dir"])
+    auto, labels = "AutoModelForCausalLM", ""
+    if cfg.data.head == "sequence":  # the score head's classes, in order (also in labels.json)
+        auto, labels = "AutoModelForSequenceClassification", f", num_labels={len(cfg.data.labels)}, " \
+                                                             f"id2label={dict(enumerate(cfg.data.labels))}"
+        lines.append(f"- a sequence-classification head over {len(cfg.data.labels)} labels: "
+                     f"{', '.join(cfg.data.labels)}")
     lines += [
         "", "Load it with:", "", "```python", "from peft import PeftModel",
-        "from transformers import AutoModelForCausalLM", "",
-        f'base = AutoModelForCausalLM.from_pretrained("{model_name}")',
+        f"from transformers import {auto}", "",
+        f'base = {auto}.from_pretrained("{model_name}"{labels})',
         f'model = PeftModel.from_pretrained(base, "{output_dir}")', "```", "",
         "The full configuration is in `lorawiz.yaml`; train it again with:", "", "```bash",
         f"{rerun} NEW_DIR", "```", "",

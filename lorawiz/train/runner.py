@@ -158,6 +158,9 @@ def _plan_and_train(request: TrainRequest) -> TrainResult:
     inputs = gather(request.config, hardware=hardware, tokenised=run_data.train, data_note=run_data.cache_note())
     plan = make_plan(inputs)
     resolved = fill_from_plan(request.config, plan)
+    from lorawiz.train.head import fill_labels
+
+    resolved = fill_labels(resolved, run_data.train, run_data.tokenizer)  # a sequence head's classes, from the data
     resolved, changes = adapt_to_machine(resolved, machine, planned_for,
                                          sharded_launch=request.dry_run or launched_sharded())
     if asked == "auto" and not request.dry_run:

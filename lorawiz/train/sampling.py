@@ -66,7 +66,18 @@ def sft_trainer_class(lengths: Any = None) -> type:
     """
     from trl import SFTTrainer
 
-    class LorawizSFTTrainer(SFTTrainer):
+    return _lorawiz_trainer(SFTTrainer, lengths)
+
+
+def trainer_class(lengths: Any = None) -> type:
+    """transformers' Trainer (a sequence-classification head trains with it), as sft_trainer_class serves it."""
+    from transformers import Trainer
+
+    return _lorawiz_trainer(Trainer, lengths)
+
+
+def _lorawiz_trainer(base: type, lengths: Any) -> type:
+    class LorawizSFTTrainer(base):
         def create_accelerator_and_postprocess(self) -> None:
             super().create_accelerator_and_postprocess()
             from lorawiz.train.distributed import accept_indexed_cpu_locations, fsdp_on_cpu_processes

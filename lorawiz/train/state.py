@@ -57,6 +57,7 @@ class RunState:
     train_losses: list[tuple[int, float]] = field(default_factory=list)
     eval_losses: list[tuple[int, float]] = field(default_factory=list)
     eval_metric: str = "eval_loss"
+    eval_scores: dict[str, float] = field(default_factory=dict)  # a sequence head's latest accuracy and macro-F1
     learning_rate: float | None = None
     grad_norm: float | None = None
     tokens_per_s: float | None = None

@@ -93,7 +93,15 @@ def plain_eval_line(state: RunState) -> str:
     step, value = state.eval_losses[-1]
     line = f"eval step {step} {state.eval_metric} {_loss_text(value)}"
     best = state.best_eval
-    return f"{line} (best {_loss_text(best[1])} at {best[0]})" if best else line
+    line = f"{line} (best {_loss_text(best[1])} at {best[0]})" if best else line
+    return line + _scores_text(state)
+
+
+def _scores_text(state: RunState) -> str:
+    """A sequence head's scores beside its loss: ` accuracy 40.0% macro-F1 0.343`."""
+    scores = state.eval_scores
+    return (f" accuracy {scores['accuracy']:.1%}" if "accuracy" in scores else "") + (
+        f" macro-F1 {scores['macro_f1']:.3f}" if "macro_f1" in scores else "")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -189,6 +197,8 @@ def _loss_rows(state: RunState) -> tuple[Any, Any]:
     best = state.best_eval
     if best is not None:
         eval_text.append(f"  best {_loss_text(best[1])} at step {best[0]}", style="dim")
+    if state.eval_scores:
+        eval_text.append(_scores_text(state))
     return train_text, eval_text
 
 

@@ -34,8 +34,9 @@ def _summary(report: EvalReport) -> list[Any]:
     parts: list[Any] = [f"eval {report.target.path} ({what}) on {report.data}: {rows}; task {report.task} "
                         f"({report.task_source})"]
     parts += [f"note: {note}" for note in report.notes]
-    parts.append(_Table(_headers(report), _loss_rows(report, "loss"),
-                        f"Loss on {report.data} (the assistant's answers)"))
+    if any(report.results[role].loss is not None for role in report.roles):  # a sequence head has no token loss
+        parts.append(_Table(_headers(report), _loss_rows(report, "loss"),
+                            f"Loss on {report.data} (the assistant's answers)"))
     if report.general_data:
         parts.append(_Table(_headers(report), _loss_rows(report, "general"),
                             f"Forgetting check: every token of {report.general_data}"))
@@ -81,11 +82,14 @@ def _classification(report: EvalReport) -> list[Any]:
     found = [report.results[role].extraction[variant] for role, variant in columns]
     total = report.rows
     summary = [["accuracy", *(f"{r.accuracy:.1%}" for r in reports)],
-               ["macro-F1", *(f"{r.macro_f1:.3f}" for r in reports)],
-               ["label said exactly", *(f"{f.get('exact', 0) / total:.1%}" for f in found)],
-               ["label found loosely", *(f"{(f.get('normalised', 0) + f.get('mentioned', 0)) / total:.1%}"
-                                         for f in found)],
-               ["no label found", *(f"{f.get('none', 0) / total:.1%}" for f in found)]]
+               ["macro-F1", *(f"{r.macro_f1:.3f}" for r in reports)]]
+    if all("head" in f for f in found):  # a sequence head: every row gets the label of its highest score
+        summary.append(["label", *("highest score of the head" for _ in found)])
+    else:
+        summary += [["label said exactly", *(f"{f.get('exact', 0) / total:.1%}" for f in found)],
+                    ["label found loosely", *(f"{(f.get('normalised', 0) + f.get('mentioned', 0)) / total:.1%}"
+                                              for f in found)],
+                    ["no label found", *(f"{f.get('none', 0) / total:.1%}" for f in found)]]
     parts: list[Any] = [_Table(["", *headers], summary, f"Classification: {len(report.labels)} labels, "
                                                         f"{total:,} rows")]
 

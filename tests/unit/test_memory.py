@@ -93,3 +93,17 @@ def test_the_estimate_is_within_5_percent_of_the_measured_peak(result):
     cell = result["cell"]
     estimate = estimate_memory(find_model(cell["model"]), shape_of(cell)).total
     assert estimate == pytest.approx(result["measured_bytes"], rel=0.05)
+
+
+def test_a_sequence_head_holds_no_vocabulary_sized_logits():
+    from lorawiz.memory import loss_bytes, loss_for
+
+    lm, head = TrainingShape(micro_batch=4, seq_len=2048), TrainingShape(micro_batch=4, seq_len=2048, loss="head")
+    (lm_bytes, lm_formula), (head_bytes, head_formula) = loss_bytes(LLAMA_8B, lm), loss_bytes(LLAMA_8B, head)
+    assert "vocab" in lm_formula and "no vocabulary-sized logits" in head_formula
+    assert lm_bytes == 4 * 256 * 128_256 * 4 and head_bytes == 0  # TRL's four fp32 chunks, or none
+    # where the loss moment is the peak (no checkpointing, short rows), the head's peak is lower by that much
+    short = dict(micro_batch=1, seq_len=256, gradient_checkpointing=True)
+    assert (estimate_memory(LLAMA_8B, TrainingShape(**short)).total
+            > estimate_memory(LLAMA_8B, TrainingShape(**short, loss="head")).total)
+    assert loss_for({"head": "sequence"}) == "head" and loss_for({"head": "lm"}) == loss_for({}) == "chunked_nll"

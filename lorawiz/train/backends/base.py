@@ -21,6 +21,7 @@ class LoadedModel:
     model: Any
     tokenizer: Any
     notes: list[str] = field(default_factory=list)
+    labels: list[str] | None = None  # a sequence-classification head's classes, in the order of its scores
 
 
 class Backend(Protocol):
@@ -42,6 +43,7 @@ def unsloth_cannot_take(cfg: Any) -> list[str]:
     model = cfg.model
     found = [(name, value) for name, value, ok in (
         ("use_dora", cfg.lora.use_dora, not cfg.lora.use_dora),
+        ("head", cfg.data.head, cfg.data.head == "lm"),  # FastLanguageModel trains language-model heads
         ("bnb_4bit_quant_type", model.bnb_4bit_quant_type, model.bnb_4bit_quant_type == "nf4"),
         ("bnb_4bit_use_double_quant", model.bnb_4bit_use_double_quant, model.bnb_4bit_use_double_quant),
         ("bnb_4bit_compute_dtype", model.bnb_4bit_compute_dtype, model.bnb_4bit_compute_dtype == "auto"),

@@ -14,7 +14,7 @@ class HFBackend:
 
     def load(self, cfg: Any) -> LoadedModel:
         from peft import get_peft_model, prepare_model_for_kbit_training
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
         from lorawiz.data.masking import ensure_chat_template
         from lorawiz.data.tokens import load_tokenizer
@@ -44,7 +44,9 @@ class HFBackend:
             tokenizer = load_tokenizer(path, trust_remote_code=kwargs["trust_remote_code"],
                                        cache_dir=kwargs["cache_dir"])
             with cache_only_unless_local(path):
-                model = AutoModelForCausalLM.from_pretrained(**kwargs)
+                head = cfg.data.head == "sequence"
+                model = (AutoModelForSequenceClassification if head else AutoModelForCausalLM).from_pretrained(
+                    **kwargs)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise LorawizError(f"cannot load model {path}: {first}",
@@ -58,6 +60,8 @@ class HFBackend:
         if ensure_chat_template(tokenizer):
             notes.append("tokenizer has no chat template: using ChatML")
         model.config.use_cache = False  # the KV cache is for generation; training with it only costs memory
+        if head:  # the head scores each row's last token that is not padding: it must know the padding token
+            model.config.pad_token_id = tokenizer.pad_token_id
         if quantized:
             loaded_dtypes = {name: param.dtype for name, param in model.named_parameters()}
             model = prepare_model_for_kbit_training(
@@ -66,10 +70,20 @@ class HFBackend:
             restore_loaded_dtypes(model, loaded_dtypes)
             keep_cpu_4bit_layout(model)
         model = get_peft_model(model, lora_config(cfg))
-        return LoadedModel(model, tokenizer, notes)
+        return LoadedModel(model, tokenizer, notes, labels=list(cfg.data.labels) if head else None)
 
     def trainer(self, loaded: LoadedModel, train_data: Any, eval_data: Any, args: Any, callbacks: list,
                 lengths: Any = None) -> Any:
+        if loaded.labels is not None:  # a sequence head: transformers' Trainer, batches padded per batch
+            from transformers import DataCollatorWithPadding
+
+            from lorawiz.train.head import compute_metrics
+            from lorawiz.train.sampling import trainer_class
+
+            return trainer_class(lengths)(model=loaded.model, args=args, train_dataset=train_data,
+                                          eval_dataset=eval_data, processing_class=loaded.tokenizer,
+                                          callbacks=callbacks, data_collator=DataCollatorWithPadding(loaded.tokenizer),
+                                          compute_metrics=compute_metrics(loaded.labels))
         from lorawiz.train.sampling import sft_trainer_class
 
         trainer_class = sft_trainer_class(lengths)

@@ -115,7 +115,9 @@ def test_schema_covers_exactly_the_documented_keys():
                                                    # point 5: what Axolotl configs set
                                                    "datasets", "evals_per_epoch", "saves_per_epoch", "pad_token",
                                                    # issue 18: how several GPUs share a run
-                                                   "parallelism", "cpu_offload"}
+                                                   "parallelism", "cpu_offload",
+                                                   # issue 19: a sequence-classification head
+                                                   "head", "labels"}
 
 
 def test_sectioned_yaml_and_mixed_layouts_load(tmp_path):

@@ -32,6 +32,10 @@ def test_plain_line_and_eval_line():
     assert plain_line(state) == ("step 120/1000 (12.0%) epoch 0.36 loss 1.2345 lr 2.00e-04 grad 0.53 tok/s 1,234 "
                                  "mem 10.2/79.6GiB eta 0:12:34")
     assert plain_eval_line(state) == "eval step 120 eval_loss 1.2000 (best 1.1000 at 80)"
+    head = busy_state()
+    head.eval_scores = {"accuracy": 0.4, "macro_f1": 0.34327}  # a sequence head's scores, beside its loss
+    assert plain_eval_line(head) == "eval step 120 eval_loss 1.2000 (best 1.1000 at 80) accuracy 40.0% macro-F1 0.343"
+    assert "accuracy 40.0% macro-F1 0.343" in render_text(head, 120)
     assert plain_line(RunState()) == "step 0 epoch 0.00"
     cpu = busy_state([{"kind": "cpu", "rss_bytes": int(1.5 * GiB), "ram_used_bytes": 4 * GiB,
                        "ram_total_bytes": 16 * GiB, "cpu_percent": 50.0}])
