@@ -129,6 +129,9 @@ def _planned(resolved: Any, machine: Any, request: LrFindRequest) -> tuple[Any, 
     run_data = load_run_data(resolved.config, 1, say=request.say, progress=progress)
     inputs = gather(resolved, hardware=machine, tokenised=run_data.train, data_note=run_data.cache_note())
     filled = fill_from_plan(resolved, make_plan(inputs))
+    from lorawiz.train.head import fill_labels
+
+    filled = fill_labels(filled, run_data.train, run_data.tokenizer)  # a sequence head's classes, as train fills them
     filled, notes = adapt_to_machine(filled, machine, None, sharded_launch=False)
     return filled, notes, run_data
 
