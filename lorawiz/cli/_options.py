@@ -93,6 +93,16 @@ Fp16Opt = Annotated[bool | None, _switch("fp16")]
 GradCkptOpt = Annotated[bool | None, _switch("gradient_checkpointing")]
 PackingOpt = Annotated[bool | None, _switch("packing")]
 CacheDirOpt = Annotated[str | None, _flag("cache_dir")]
+# The typed flags by knob: a command that declares none of them gets them all from every_knob_as_flag (lr-find)
+TYPED_OPTIONS = {
+    "model_name_or_path": ModelOpt, "train_file": TrainFileOpt, "validation_file": ValidationFileOpt,
+    "task": TaskOpt, "output_dir": OutputDirOpt, "max_seq_length": MaxSeqLengthOpt, "lora_r": LoraROpt,
+    "lora_alpha": LoraAlphaOpt, "lora_dropout": LoraDropoutOpt, "learning_rate": LearningRateOpt,
+    "num_train_epochs": EpochsOpt, "max_steps": MaxStepsOpt, "per_device_train_batch_size": BatchSizeOpt,
+    "gradient_accumulation_steps": GradAccumOpt, "warmup_ratio": WarmupRatioOpt, "warmup_steps": WarmupStepsOpt,
+    "seed": SeedOpt, "early_stopping_patience": PatienceOpt, "load_in_4bit": LoadIn4bitOpt, "bf16": Bf16Opt,
+    "fp16": Fp16Opt, "gradient_checkpointing": GradCkptOpt, "packing": PackingOpt, "cache_dir": CacheDirOpt,
+}
 
 TYPED_FLAGS = (
     "model_name_or_path", "train_file", "validation_file", "task", "output_dir", "max_seq_length",
@@ -136,11 +146,12 @@ def every_knob_as_flag(command: F) -> F:
     signature = inspect.signature(command, eval_str=True)  # the commands' annotations are strings (PEP 563)
     declared = set(signature.parameters)
     params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    typed = not declared & set(TYPED_OPTIONS)  # none declared: the typed spellings (--model, --data) come too
     for name, knob in KNOBS.items():
         if name in declared:
             continue
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                        annotation=_knob_flag(name, knob.type)))
+        annotation = TYPED_OPTIONS[name] if typed and name in TYPED_OPTIONS else _knob_flag(name, knob.type)
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
     command.__signature__ = signature.replace(parameters=params)  # what typer reads
     return command
 
