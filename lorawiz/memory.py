@@ -174,14 +174,14 @@ def weight_bytes(model: Any, shape: TrainingShape) -> tuple[float, str]:
     Linears) in the compute dtype (lorawiz undoes prepare_model_for_kbit_training's fp32 upcast of those:
     lorawiz.train.backends.hf.restore_loaded_dtypes)."""
     counts = model.parameters()
-    dtype = DTYPE_BYTES[shape.precision]
-    shipped = ""
+    dtype, shipped = DTYPE_BYTES[shape.precision], ""
+    total = counts["total"] - (counts["lm_head"] if shape.loss == "head" else 0)  # a sequence head has no lm_head
     if model.shipped_quantization == "mxfp4":  # transformers trains MXFP4 only dequantized (Mxfp4Config)
         shipped = "; its MXFP4 experts dequantized, as transformers trains them"
     if not shape.quantized:
-        return counts["total"] * dtype, f"{counts['total']:,} parameters x {dtype} bytes ({shape.precision}){shipped}"
+        return total * dtype, f"{total:,} parameters x {dtype} bytes ({shape.precision}){shipped}"
     linear = model.layers * sum(fan_in * fan_out for fan_in, fan_out in model.linear_shapes().values())
-    rest = counts["total"] - linear
+    rest = total - linear
     bits = NF4_BITS.get(shape.quantization, INT8_BITS)
     return (linear * bits / 8 + rest * dtype,
             f"{linear:,} Linear weights x {bits:.3f} bits ({shape.quantization}) + {rest:,} others x {dtype} bytes"

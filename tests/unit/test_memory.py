@@ -107,3 +107,10 @@ def test_a_sequence_head_holds_no_vocabulary_sized_logits():
     assert (estimate_memory(LLAMA_8B, TrainingShape(**short)).total
             > estimate_memory(LLAMA_8B, TrainingShape(**short, loss="head")).total)
     assert loss_for({"head": "sequence"}) == "head" and loss_for({"head": "lm"}) == loss_for({}) == "chunked_nll"
+    # nor an lm_head: Llama-3.1-8B's untied [128256, 4096] matrix is not loaded (a tied one is the embeddings)
+    lm_weights, head_weights = estimate_memory(LLAMA_8B, lm)["base weights"], estimate_memory(LLAMA_8B, head)[
+        "base weights"]
+    assert lm_weights - head_weights == 128_256 * 4096 * 2
+    tied = find_model("meta-llama/Llama-3.2-1B")
+    assert (estimate_memory(tied, TrainingShape(loss="head"))["base weights"]
+            == estimate_memory(tied, TrainingShape())["base weights"])
