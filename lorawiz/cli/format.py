@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from lorawiz.cli._funnel import funnel, reporting_outputs
-from lorawiz.data.formats import SHAPES  # stdlib-only module: cheap at start-up
+from lorawiz.data.formats import PREFERENCE, SHAPES  # stdlib-only module: cheap at start-up
 
-SHAPE_CHOICES = "|".join(("auto", *SHAPES))
+SHAPE_CHOICES = "|".join(("auto", *SHAPES, PREFERENCE))
 
 
 @funnel
@@ -32,6 +32,10 @@ def format_command(
 ) -> None:
     """Convert a dataset to canonical chat JSONL ({"messages": [...]} rows, or {"text": ...} for plain text).
 
+    Preference data (chosen/rejected pairs: whole conversations, prompt + answers as UltraFeedback and TRL
+    have them, LLaMA-Factory's ShareGPT pairs, orca_dpo_pairs' question/chosen/rejected) becomes TRL's
+    conversational preference rows: {"prompt": [...], "chosen": [...], "rejected": [...]}.
+
     Every row is checked (valid JSON and UTF-8, required fields, non-empty turns, role order, an assistant
     answer last). By default any bad row fails the command with a summary and writes nothing; --skip-bad
     writes the good rows and puts the bad ones, with line numbers and reasons, in a rejects file.
@@ -42,13 +46,15 @@ def format_command(
       lorawiz format alpaca_data.json -o train.jsonl
       lorawiz format tickets.csv -o train.jsonl --from classification --text-field body --label-field team
       lorawiz format raw.jsonl -o clean.jsonl --skip-bad --rejects bad.jsonl
+      lorawiz format dpo_en_demo.json -o pairs.jsonl
     """
     from lorawiz.console import say
     from lorawiz.data.convert import format_file
     from lorawiz.data.formats import ConvertOptions
 
     opts = ConvertOptions(shape=shape, system=system, text_field=text_field, label_field=label_field,
-                          labels=tuple(x.strip() for x in labels.split(",") if x.strip()) if labels else None)
+                          labels=tuple(x.strip() for x in labels.split(",") if x.strip()) if labels else None,
+                          preference=True)
     side_files = [rejects or output.with_name(output.stem + ".rejects.jsonl"),  # the names format_file gives them
                   output.with_name(output.stem + ".meta.json")]
     with reporting_outputs([output], maybe=side_files):

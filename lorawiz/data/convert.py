@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lorawiz.data.formats import SHAPES, ConvertOptions, PreferenceData, RowProblem, convert_row, detect_shape
+from lorawiz.data.formats import (
+    PREFERENCE,
+    SHAPES,
+    ConvertOptions,
+    PreferenceData,
+    RowProblem,
+    convert_row,
+    detect_shape,
+)
+from lorawiz.data.preference import convert_preference, is_preference_row
 from lorawiz.data.readers import iter_rows
 from lorawiz.data.writers import atomic_output, check_writable, write_jsonl_line
 from lorawiz.errors import LorawizError, Problem, ProblemsError
@@ -79,8 +88,12 @@ class BadRows:
 def resolve_shape(source: Path, opts: ConvertOptions) -> tuple[str, str]:
     """The shape to convert from: the one given, or the one detected from the first rows."""
     if opts.shape != "auto":
-        if opts.shape not in SHAPES:
-            raise LorawizError(f"--from {opts.shape}: unknown shape.", hint=f"Use one of: auto, {', '.join(SHAPES)}.")
+        if opts.shape == PREFERENCE and not opts.preference:
+            raise LorawizError(f"{source}: --from preference: chosen/rejected pairs, which supervised fine-tuning "
+                               "does not use.", hint="Use a file of conversations or instructions for SFT.")
+        if opts.shape not in SHAPES + (PREFERENCE,):
+            raise LorawizError(f"--from {opts.shape}: unknown shape.",
+                               hint=f"Use one of: auto, {', '.join(SHAPES + (PREFERENCE,))}.")
         return opts.shape, "given with --from"
     sample = [row for _, row in itertools.islice(iter_rows(source), SAMPLE_ROWS) if not isinstance(row, RowProblem)]
     if not sample:
@@ -89,6 +102,9 @@ def resolve_shape(source: Path, opts: ConvertOptions) -> tuple[str, str]:
     try:
         detection = detect_shape(sample, opts)
     except PreferenceData as exc:
+        if opts.preference:
+            pairs = sum(is_preference_row(row) for row in sample)
+            return PREFERENCE, f"{pairs} of the first {len(sample)} rows have chosen and rejected answers"
         raise LorawizError(f"{source}: {exc}.", hint="Use a file of conversations or instructions for SFT.") from exc
     except RowProblem as exc:
         raise LorawizError(f"{source}: {exc.detail}.", hint="`lorawiz format --help` lists the shapes.") from exc
@@ -102,9 +118,18 @@ def iter_canonical(source: Path, shape: str, opts: ConvertOptions) -> Iterator[t
             yield line, row
             continue
         try:
-            yield line, convert_row(row, shape, opts)
+            yield line, converted_row(row, shape, opts)
         except RowProblem as problem:
             yield line, problem
+
+
+def converted_row(row: Any, shape: str, opts: ConvertOptions) -> dict[str, Any]:
+    """One row in `shape` -> its canonical row: chat or text (lorawiz.data.formats), or a preference pair."""
+    if shape == PREFERENCE:
+        if not isinstance(row, dict):
+            raise RowProblem("not an object", f"expected a JSON object, got {type(row).__name__}")
+        return convert_preference(row, opts.system)
+    return convert_row(row, shape, opts)
 
 
 def format_file(source: str | Path, output: str | Path, opts: ConvertOptions | None = None, *,
@@ -133,7 +158,7 @@ def format_file(source: str | Path, output: str | Path, opts: ConvertOptions | N
             try:
                 if isinstance(row, RowProblem):
                     raise row
-                converted = convert_row(row, shape, opts)
+                converted = converted_row(row, shape, opts)
             except RowProblem as problem:
                 report.note(line, problem)
                 if bad_out is not None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SHAPES = ("alpaca", "sharegpt", "messages", "prompt-completion", "text", "classification")
+PREFERENCE = "preference"  # chosen/rejected pairs: read by `lorawiz format` (lorawiz.data.preference)
 ROLES = ("system", "user", "assistant", "tool")
 
 # ShareGPT speaker names and the roles they map to (function_call / observation: tool use).
@@ -56,6 +57,7 @@ class ConvertOptions:
     label_field: str | None = None
     labels: tuple[str, ...] | None = None
     seen_labels: Counter = field(default_factory=Counter)
+    preference: bool = False  # the caller takes preference rows (lorawiz.data.preference); training refuses them
 
 
 def _shape_of(row: Any, opts: ConvertOptions) -> str | None:

@@ -99,8 +99,8 @@ CASES = [
     Case("system_prompt", "You triage incidents.", lambda b: "You triage incidents." in _first_decoded(b),
          expected=True, needs_data=True),
     Case("task", "classification", lambda b: b.plan.values["lora_r"].value, expected=8),
-    Case("head", "sequence", lambda b: (getattr(b.lora.task_type, "value", b.lora.task_type), b.model["num_labels"]), expected=("SEQ_CLS", 2),
-         companions={"task": "classification", "labels": ["fire", "medical"]}),
+    Case("head", "sequence", lambda b: (getattr(b.lora.task_type, "value", b.lora.task_type), b.model["num_labels"]),
+         expected=("SEQ_CLS", 2), companions={"task": "classification", "labels": ["fire", "medical"]}),
     Case("labels", ["medical", "fire"], lambda b: b.model["id2label"], expected={0: "medical", 1: "fire"},
          companions={"task": "classification", "head": "sequence"}),
     # lora
