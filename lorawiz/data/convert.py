@@ -89,8 +89,8 @@ def resolve_shape(source: Path, opts: ConvertOptions) -> tuple[str, str]:
     """The shape to convert from: the one given, or the one detected from the first rows."""
     if opts.shape != "auto":
         if opts.shape == PREFERENCE and not opts.preference:
-            raise LorawizError(f"{source}: --from preference: chosen/rejected pairs, which supervised fine-tuning "
-                               "does not use.", hint="Use a file of conversations or instructions for SFT.")
+            raise LorawizError(f"{source}: the preference shape (chosen/rejected pairs) is not one supervised "
+                               "fine-tuning uses.", hint="Use a file of conversations or instructions for SFT.")
         if opts.shape not in SHAPES + (PREFERENCE,):
             raise LorawizError(f"--from {opts.shape}: unknown shape.",
                                hint=f"Use one of: auto, {', '.join(SHAPES + (PREFERENCE,))}.")
