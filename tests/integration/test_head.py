@@ -85,3 +85,24 @@ def test_what_a_head_cannot_do_is_refused(trained, args, message):
     folder, out, val = trained
     done = run(*[out if a == "RUN" else val if a == "VAL" else a for a in args], cwd=folder)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_head_trained_on_two_processes_takes_the_same_first_step_as_on_one(tmp_path):
+    """The Trainer reads the head model's **kwargs as taking loss kwargs and multiplies its loss by the processes;
+    the head's loss is already a mean over rows, so that doubled the loss and its gradients on 2 processes."""
+    common = ["train", "--model", "builtin:tiny", "--data", "builtin:triage", "--task", "classification", "--head",
+              "sequence", "--max-steps", "2", "--set", "eval_strategy=no", "--set", "save_strategy=no", "--set",
+              "load_best_model_at_end=false", "--set", "early_stopping_patience=0", "--set", "logging_steps=1",
+              "--plain"]
+    firsts = []
+    for processes in ("1", "2"):
+        out = tmp_path / f"p{processes}"
+        done = run(*common, "--num-processes", processes, "-o", out, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
+        steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()
+                 if '"type": "train"' in line]
+        firsts.append(steps[0])
+    one, two = firsts
+    assert two["loss"] == pytest.approx(one["loss"], rel=1e-4) and one["loss"] < 2.0  # about ln 6 at the start
+    # the batch split in two and padded per process sums the gradients in another order (0.3% seen); doubled was 2x
+    assert two["grad_norm"] == pytest.approx(one["grad_norm"], rel=0.02)

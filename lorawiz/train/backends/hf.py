@@ -80,10 +80,15 @@ class HFBackend:
             from lorawiz.train.head import compute_metrics
             from lorawiz.train.sampling import trainer_class
 
-            return trainer_class(lengths)(model=loaded.model, args=args, train_dataset=train_data,
-                                          eval_dataset=eval_data, processing_class=loaded.tokenizer,
-                                          callbacks=callbacks, data_collator=DataCollatorWithPadding(loaded.tokenizer),
-                                          compute_metrics=compute_metrics(loaded.labels))
+            trainer = trainer_class(lengths)(model=loaded.model, args=args, train_dataset=train_data,
+                                             eval_dataset=eval_data, processing_class=loaded.tokenizer,
+                                             callbacks=callbacks, compute_metrics=compute_metrics(loaded.labels),
+                                             data_collator=DataCollatorWithPadding(loaded.tokenizer))
+            # The head's loss is a mean over rows, whatever num_items_in_batch says; the Trainer reads the model's
+            # **kwargs as "takes loss kwargs" and then multiplies the loss by the processes (transformers 5.17-5.24
+            # Trainer.compute_loss): under DDP the loss and its gradients came out twice too large on 2 processes.
+            trainer.model_accepts_loss_kwargs = False
+            return trainer
         from lorawiz.train.sampling import sft_trainer_class
 
         trainer_class = sft_trainer_class(lengths)
