@@ -124,6 +124,11 @@ def _label(encoding: Any, spans: list[tuple[int, int]]) -> Any:
     return ids, labels
 
 
+def prompt_length(labels: Sequence[int]) -> int:
+    """How many tokens of a row come before its first trained one: its prompt (all of it when nothing is trained)."""
+    return next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), len(labels))
+
+
 def encode_rows(tokenizer: Any, rows: Sequence[Mapping[str, Any]], assistant_only: bool = True) -> list[tuple]:
     """(input_ids, labels) of each row, untruncated, as int32 numpy arrays: one batched tokenizer call.
 

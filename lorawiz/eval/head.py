@@ -7,7 +7,6 @@ per-class scores and the confusion matrix come from lorawiz.eval.metrics, as for
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from lorawiz.errors import LorawizError
@@ -30,8 +29,8 @@ def check_head_request(request: Any, target: Target) -> None:
                            "model has no trained head to compare.", hint="Drop --compare-base.")
 
 
-def run_head_eval(request: Any, target: Target, labels: list[str], data_path: Path, rows: Sequence[dict],
-                  total: int, progress: Callable[[str], None]) -> EvalReport:
+def run_head_eval(request: Any, target: Target, labels: list[str], rows: Sequence[dict], total: int,
+                  progress: Callable[[str], None]) -> EvalReport:
     from lorawiz.data.rows import split_answer
 
     golds = [split_answer(row, f"--data row {i + 1}")[1] for i, row in enumerate(rows)]
@@ -57,13 +56,9 @@ def run_head_eval(request: Any, target: Target, labels: list[str], data_path: Pa
 
 def prompt_ids(tokenizer: Any, rows: Sequence[dict]) -> list[list[int]]:
     """Each row's prompt tokens: those before its answer, as lorawiz.data.masking tokenises a row for training."""
-    from lorawiz.data.masking import IGNORE_INDEX, encode_rows
+    from lorawiz.data.masking import encode_rows, prompt_length
 
-    out = []
-    for ids, labels in encode_rows(tokenizer, rows):
-        trained = [i for i, label in enumerate(labels) if label != IGNORE_INDEX]
-        out.append([int(token) for token in ids[:trained[0] if trained else len(ids)]])
-    return out
+    return [[int(token) for token in ids[:prompt_length(labels)]] for ids, labels in encode_rows(tokenizer, rows)]
 
 
 def predict(model: Any, tokenizer: Any, rows: Sequence[dict], batch_size: int) -> list[int]:

@@ -75,7 +75,7 @@ def run_eval(request: EvalRequest, progress: Callable[[str], None] | None = None
         data_path = _data_path(request.data)
         total = _counted(data_path, "--data")
         rows = rows_at(data_path, _sample_positions(total, request.max_samples))
-        return run_head_eval(request, target, labels, data_path, rows, total, progress)
+        return run_head_eval(request, target, labels, rows, total, progress)
     base = target.base if target.is_adapter else request.base
     compare = request.compare_base if request.compare_base is not None else base is not None
     if compare and base is None:

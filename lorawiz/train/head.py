@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from lorawiz.data.masking import IGNORE_INDEX, prompt_length
 from lorawiz.errors import LorawizError
 
-IGNORE = -100
 SHOWN = 5  # labels named in a message before "and N more"
 
 
@@ -21,9 +21,8 @@ def split_rows(batch: dict[str, list], tokenizer: Any) -> dict[str, list]:
     """A batch of tokenised rows -> the prompt's tokens and the answer's text (special tokens left out)."""
     prompts, answers = [], []
     for ids, labels in zip(batch["input_ids"], batch["labels"], strict=True):
-        first = next((i for i, label in enumerate(labels) if label != IGNORE), len(ids))
-        prompts.append(ids[:first])
-        answers.append([token for token, label in zip(ids, labels, strict=True) if label != IGNORE])
+        prompts.append(ids[:prompt_length(labels)])
+        answers.append([token for token, label in zip(ids, labels, strict=True) if label != IGNORE_INDEX])
     texts = [text.strip() for text in tokenizer.batch_decode(answers, skip_special_tokens=True)]
     return {"input_ids": prompts, "answer": texts}
 

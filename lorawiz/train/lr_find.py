@@ -156,6 +156,7 @@ def _sweep(planned: Any, run_data: Any, backend: Any, sweep: Sweep, request: LrF
     from lorawiz.train import args as make
     from lorawiz.train.backends.hf import flash_attention, liger_available
     from lorawiz.train.data import prepare_data
+    from lorawiz.train.monitor import drop_trainer_progress
 
     cfg = sweep_config(planned, sweep.steps, sweep.start).config
     data = prepare_data(cfg, run_data)
@@ -166,7 +167,7 @@ def _sweep(planned: Any, run_data: Any, backend: Any, sweep: Sweep, request: LrF
         loaded = backend.load(cfg)
         trainer = backend.trainer(loaded, data.train, None, args, [_recorder(sweep, request)],
                                   lengths=data.train_lengths)
-        _quiet(trainer)
+        drop_trainer_progress(trainer)  # lr-find reports through request.progress
         _exponential(trainer, sweep)
         trainer.train()
 
@@ -198,14 +199,6 @@ def check_rate(sweep: Sweep, step: int, logged: float) -> None:
     if not math.isclose(logged, expected, rel_tol=1e-4):
         raise RuntimeError(f"lr-find: the trainer's learning rate at step {step} is {logged:.3e}, not the sweep's "
                            f"{expected:.3e}")
-
-
-def _quiet(trainer: Any) -> None:
-    """The Trainer's own progress output off: lr-find reports through request.progress."""
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    for progress in (PrinterCallback, ProgressCallback):
-        trainer.remove_callback(progress)
 
 
 def _exponential(trainer: Any, sweep: Sweep) -> None:

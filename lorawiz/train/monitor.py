@@ -88,10 +88,7 @@ class TrainMonitor(TrainerCallback):
         """Add this monitor to `trainer` (unless it is there) and remove the Trainer's own progress output: its tqdm
         bar, or the PrinterCallback that prints a dict per log when `disable_tqdm=True`. Then the dashboard or the
         plain lines are the only progress output."""
-        from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-        for progress in (PrinterCallback, ProgressCallback):
-            trainer.remove_callback(progress)
+        drop_trainer_progress(trainer)
         if self not in trainer.callback_handler.callbacks:
             trainer.add_callback(self)
 
@@ -370,6 +367,14 @@ def _last_time_s(path: Path) -> float:
         if _is_number(value):
             return float(value)
     return 0.0
+
+
+def drop_trainer_progress(trainer: Any) -> None:
+    """The Trainer's own progress output off (its tqdm bar, or the PrinterCallback's dict per log)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for progress in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(progress)
 
 
 def _eval_loss_key(metrics: Mapping[str, Any]) -> str | None:
