@@ -3,7 +3,7 @@
 Each cell builds a real architecture at full width and reduced depth with random weights (from lorawiz's
 catalog), loads it the way `lorawiz train` does (lorawiz.train.backends.hf: transformers, bitsandbytes NF4 with
 prepare_model_for_kbit_training, peft), and runs two steps of TRL's SFTTrainer with lorawiz's own arguments
-(lorawiz.train.args.sft_config, bf16 autocast) under bench/memtrack.LiveTensors. The second step's peak is
+(lorawiz.train.args.trainer_config, bf16 autocast) under bench/memtrack.LiveTensors. The second step's peak is
 attributed term by term: base weights, adapter weights, their gradients, optimizer states, and every other
 storage by the phase and module that made it. The same cell at two depths gives the per-layer part, which is
 extrapolated to the model's full depth.
@@ -144,7 +144,7 @@ def measure(cell: Cell, root: Path) -> dict[str, Any]:
     from memtrack import LiveTensors, storage_id, watch_modules
     from transformers import TrainerCallback
 
-    from lorawiz.train.args import sft_config
+    from lorawiz.train.args import trainer_config
     from lorawiz.train.backends.hf import HFBackend
 
     folder = build_model(cell, root)
@@ -160,7 +160,7 @@ def measure(cell: Cell, root: Path) -> dict[str, Any]:
         loaded = HFBackend().load(cfg)
         model = loaded.model
         unseen = sum(tracker.adopt(param, "base weights") for param in model.parameters())
-        args = sft_config(cfg, output_dir=str(root / "run"), on_gpu=False, train_rows=rows)
+        args = trainer_config(cfg, output_dir=str(root / "run"), on_gpu=False, train_rows=rows)
         if cell.loss != "default":
             args.loss_type = cell.loss
 

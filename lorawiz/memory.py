@@ -15,9 +15,10 @@ the figure is per GPU. What CUDA adds (context, allocator slack, kernels' worksp
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from lorawiz.lora_size import lora_parameters, targeted_linears
 
 GIB = 2**30
 MIB = 2**20
@@ -91,10 +92,11 @@ class TrainingShape:
     sharding: str = "none"  # none: each GPU holds the whole model (one GPU, data parallel); fsdp; zero3
     shards: int = 1  # the GPUs (of all machines) that sharded weights, adapters and optimizer states divide among
     offload: bool = False  # sharded parameters, gradients and optimizer states kept in CPU RAM (FSDP/ZeRO offload)
+    sequences: int = 1  # sequences a row puts through the model: 2 for a DPO pair (chosen and rejected at once)
 
     @property
     def tokens(self) -> int:
-        return self.micro_batch * self.seq_len
+        return self.micro_batch * self.seq_len * self.sequences
 
     @property
     def quantized(self) -> bool:
@@ -138,34 +140,6 @@ class MemoryBreakdown:
         return {"total_bytes": round(self.total), "torch_reserved_bytes": round(self.torch_reserved),
                 "trainable_parameters": self.trainable_parameters, "peak_moment": self.moment,
                 "terms": [{"name": t.name, "bytes": round(t.bytes), "formula": t.formula} for t in self.terms]}
-
-
-def targeted_linears(model: Any, targets: Iterable[str] | str) -> dict[str, tuple[int, int]]:
-    """The per-layer linear modules LoRA wraps: all of them for "all-linear", else those named."""
-    shapes = model.linear_shapes()
-    if isinstance(targets, str):
-        targets = shapes if targets == "all-linear" else [t.strip() for t in targets.split(",")]
-    return {name: shapes[name] for name in targets if name in shapes}
-
-
-def adapted_layer_count(layers_to_transform: Iterable[int] | None) -> int | None:
-    """How many decoder layers layers_to_transform gives adapters (None: all of them)."""
-    return len(set(layers_to_transform)) if layers_to_transform else None
-
-
-def lora_parameters(model: Any, r: int, targets: Iterable[str] | str = "all-linear", layers: int | None = None
-                    ) -> int:
-    """Trainable LoRA parameters: r x (in + out) for each wrapped linear in each layer (Hu et al. 2021).
-
-    A mixture of experts adds, for "all-linear", what peft (0.21 with transformers 5) wraps in place of the v4
-    Linears of Mixtral- and Qwen-MoE-style blocks: the fused gate/up experts with rank 2r per expert, the down
-    experts with rank r per expert, and the router (peft.utils.transformers_weight_conversion). Checked against
-    peft on the meta device in tests/unit/test_memory.py."""
-    per_layer = sum(r * (fan_in + fan_out) for fan_in, fan_out in targeted_linears(model, targets).values())
-    if targets == "all-linear" and model.is_moe and model.lora_wraps_experts:
-        hidden, width, experts = model.hidden, model.expert_intermediate, model.experts
-        per_layer += 2 * r * experts * (hidden + 2 * width) + r * experts * (width + hidden) + r * (hidden + experts)
-    return per_layer * (model.layers if layers is None else min(layers, model.layers))
 
 
 def weight_bytes(model: Any, shape: TrainingShape) -> tuple[float, str]:
@@ -269,7 +243,10 @@ def backward_temporary_bytes(model: Any, shape: TrainingShape) -> tuple[float, s
 
 
 def loss_for(settings: Any) -> str:
-    """TrainingShape.loss for a run's settings: a sequence head's scores, else TRL's chunked loss."""
+    """TrainingShape.loss for a run's settings: a sequence head's scores, DPO's log-probabilities, else TRL's
+    chunked loss."""
+    if settings.get("method") == "dpo":
+        return "dpo"
     return "head" if settings.get("head") == "sequence" else "chunked_nll"
 
 
@@ -278,6 +255,10 @@ def loss_bytes(model: Any, shape: TrainingShape) -> tuple[float, str]:
     tokens = shape.tokens
     if shape.loss == "head":  # the last token's hidden state times the score head: [rows, labels], no vocabulary
         return 0.0, f"{shape.micro_batch} rows x the labels' scores (a sequence head: no vocabulary-sized logits)"
+    if shape.loss == "dpo":  # the policy's whole logits saved for backward, and the reference's beside them
+        size = tokens * model.vocab * (NLL_LOGIT_BYTES + DTYPE_BYTES[shape.precision])
+        return size, (f"{tokens:,} tokens (chosen and rejected) x {model.vocab:,} vocab x ({NLL_LOGIT_BYTES} + "
+                      f"{DTYPE_BYTES[shape.precision]}) B (whole logits, policy and reference)")
     if shape.loss == "nll":
         per = NLL_LOGIT_BYTES + (DTYPE_BYTES[shape.precision] if model.architecture in LOGIT_SOFTCAPPING else 0)
         size = tokens * model.vocab * per

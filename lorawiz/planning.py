@@ -62,11 +62,13 @@ def gather(resolved: Any, hardware_spec: str | None = None, hardware: Any = None
                                    model_limit=model.context_length)
         data = DataFacts.from_stats(stats)
     elif cfg.data.train_file:
+        from lorawiz.data.formats import ConvertOptions
         from lorawiz.data.stats import inspect_file
 
         tokenizer = _local_tokenizer(model_path)
         stats = inspect_file(local_path(cfg.data.train_file), tokenizer,
-                             tokenizer_name=model_path if tokenizer else None, model_limit=model.context_length)
+                             tokenizer_name=model_path if tokenizer else None, model_limit=model.context_length,
+                             opts=ConvertOptions(preference=cfg.training.method != "sft"))
         data = DataFacts.from_stats(stats)
     check_against_model(resolved, model)
     return PlanInputs(hardware, model, data, stats, resolved, data_note=data_note)
@@ -77,7 +79,7 @@ def check_against_model(resolved: Any, model: Any) -> None:
     (the update cannot have a higher rank than the layer), a sequence longer than the context is unsupported, and
     named target modules must exist. Every problem at once, each with its source."""
     from lorawiz.errors import Problem, ProblemsError
-    from lorawiz.memory import targeted_linears
+    from lorawiz.lora_size import targeted_linears
 
     cfg, found = resolved.config, []
     targets = cfg.lora.lora_target_modules

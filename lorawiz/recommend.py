@@ -13,14 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lorawiz.fitting import MEMORY_BUDGET, cheapest_fix
-from lorawiz.memory import GIB, MemoryBreakdown, TrainingShape, adapted_layer_count, estimate_memory, loss_for
+from lorawiz.lora_size import adapted_layer_count
+from lorawiz.memory import GIB, MemoryBreakdown, TrainingShape, estimate_memory, loss_for
+from lorawiz.methods import method_choices, sequences_per_row
 from lorawiz.parallelism import UNVERIFIED_SHARDED_4BIT, Layout, candidates, choose_layout
+from lorawiz.rules import dropout_for, effective_batch_for, epochs_for, rank_for, warmup_ratio_for
 from lorawiz.throughput import TimeEstimate, estimate_time
 
 SIXTEEN_BIT_MARGIN = 0.75  # 16-bit LoRA only when its leanest setting needs at most 75% of the budget
 DEFAULT_SEQ_LEN = 2048
 MAX_MICRO_BATCH = 16
-
 
 
 @dataclass(frozen=True)
@@ -83,55 +85,6 @@ def steps_per_epoch(rows: int, effective_batch: int) -> int:
     return max(1, math.ceil(rows / effective_batch))
 
 
-def warmup_ratio_for(total_steps: int) -> tuple[float, str]:
-    """Short runs need proportionally more warmup (the issue's rule: 0.1 / 0.06 / 0.03)."""
-    if total_steps < 1000:
-        return 0.1, f"{total_steps:,} steps (< 1k): 10% warmup steadies the first updates"
-    if total_steps <= 10_000:
-        return 0.06, f"{total_steps:,} steps (1k-10k): 6% warmup"
-    return 0.03, f"{total_steps:,} steps (> 10k): 3% warmup is plenty"
-
-
-def rank_for(rows: int | None, task: str) -> tuple[int, str]:
-    """Adapter rank: small data needs little capacity; domain adaptation needs more (Biderman et al. 2024,
-    "LoRA Learns Less and Forgets Less": continued pre-training benefits from higher ranks)."""
-    if task == "classification":
-        return 8, "classification needs little capacity: rank 8"
-    if rows is None:
-        return 16, "no data statistics: rank 16, a common default"
-    rank = 8 if rows < 1_000 else 16 if rows < 10_000 else 32 if rows < 100_000 else 64
-    reason = f"{rows:,} rows: rank {rank}"
-    if task == "domain":
-        rank *= 2
-        reason += f", doubled to {rank} for domain adaptation (new knowledge needs more capacity)"
-    return rank, reason
-
-
-def effective_batch_for(rows: int | None) -> int:
-    """16 for small data (more updates per epoch), up to 64 for large data (smoother gradients)."""
-    if rows is None or rows < 1_000:
-        return 16
-    return 32 if rows < 20_000 else 64
-
-
-def epochs_for(rows: int | None) -> tuple[float, str]:
-    if rows is None:
-        return 1.0, "no data statistics: one epoch"
-    if rows < 1_000:
-        return 3.0, f"{rows:,} rows: 3 epochs (small data needs several passes)"
-    if rows < 10_000:
-        return 2.0, f"{rows:,} rows: 2 epochs"
-    return 1.0, f"{rows:,} rows: one epoch is enough and avoids overfitting"
-
-
-def dropout_for(rows: int | None) -> tuple[float, str]:
-    if rows is not None and rows < 1_000:
-        return 0.1, f"{rows:,} rows: dropout 0.1 against overfitting small data"
-    if rows is not None and rows < 10_000:
-        return 0.05, f"{rows:,} rows: light dropout 0.05"
-    return 0.0, "large data: no dropout (it would only slow learning)"
-
-
 def held_out_rows(rows: int, settings: Mapping[str, Any]) -> int:
     """Rows the run holds out for validation: val_split of the training file when there is no validation file
     (the same count lorawiz.data.rows.holdout_split aims for)."""
@@ -160,8 +113,11 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
     settings = settings or {}
     plan = Plan()
     fixed = {name: choice for name, choice in (given or {}).items() if choice.value is not None}
+    method = settings.get("method", "sft")
+    by_method = method_choices(method, data.rows)  # what DPO decides otherwise (lorawiz.methods)
 
     def choose(name: str, value: Any, reason: str) -> Any:
+        value, reason = by_method.get(name, (value, reason))
         choice = fixed.get(name) or Choice(value, reason)
         if (choice.source is not None and choice.source.kind == "preset" and value is not None
                 and choice.value != value):
@@ -199,6 +155,7 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
         return TrainingShape(precision=precision, quantization=quant, lora_r=rank, target_modules=targets,
                              optimizer=optim, micro_batch=micro, seq_len=seq_len, gradient_checkpointing=ckpt,
                              lora_dropout=dropout, on_gpu=gpu, adapted_layers=adapted, loss=loss_for(settings),
+                             sequences=sequences_per_row(method),
                              **(layout or plan.layout).shape_fields())
 
     ram_budget = hardware.ram_bytes * MEMORY_BUDGET if hardware.ram_bytes else None
@@ -226,6 +183,8 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
         lr, lr_why = lr / 2, f"rank {rank}: {lr / 2:g}, half the usual rate, since alpha = 2r makes large-rank " \
                              "updates bigger"
     choose("learning_rate", lr, lr_why)
+    if method == "dpo":
+        choose("beta", *by_method["beta"])
     epochs = choose("num_train_epochs", *epochs_for(train_rows or None))
     choose("lr_scheduler_type", "cosine", "cosine decay: the common choice for LoRA fine-tuning")
     max_steps = int(settings.get("max_steps", -1))

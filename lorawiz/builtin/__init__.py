@@ -16,6 +16,9 @@ BUILTIN_NAMES = {
     "builtin:tiny": "a 2-layer Llama with random weights and a local tokenizer (~0.9M parameters)",
     "builtin:triage": "emergency incident reports to classify into 6 categories: the training file (900 rows)",
     "builtin:triage:validation": "the triage validation file (240 rows, no report shared with training)",
+    "builtin:triage-pairs": "the triage training file as preference pairs (900): the right category chosen over "
+                            "a wrong one (for --method dpo)",
+    "builtin:triage-pairs:validation": "the triage validation file as preference pairs (240)",
 }
 
 
@@ -25,12 +28,13 @@ def is_builtin(name: str) -> bool:
 
 def triage_files(cache_root: str | Path | None = None) -> tuple[Path, Path]:
     """The triage train and validation files in the cache, written on first use."""
-    from lorawiz.builtin.triage import TRAIN_FILE, VALIDATION_FILE, triage_digest, write_triage
+    from lorawiz.builtin.triage import PAIRS_FILES, TRAIN_FILE, VALIDATION_FILE, triage_digest, write_triage
 
     root = Path(cache_root) if cache_root is not None else default_cache_root()
     folder = root / f"triage-{triage_digest()}"
     train, validation = folder / TRAIN_FILE, folder / VALIDATION_FILE
-    if train.is_file() and validation.is_file():  # each file is written atomically: present means complete
+    # each file is written atomically: present means complete
+    if all((folder / name).is_file() for name in (TRAIN_FILE, VALIDATION_FILE, *PAIRS_FILES.values())):
         return train, validation
     folder.mkdir(parents=True, exist_ok=True)
     return write_triage(folder, overwrite=True)  # a racing writer writes the same bytes
@@ -46,6 +50,11 @@ def resolve_builtin(name: str, cache_root: str | Path | None = None) -> str:
         return str(triage_files(cache_root)[0])
     if name == "builtin:triage:validation":
         return str(triage_files(cache_root)[1])
+    if name in ("builtin:triage-pairs", "builtin:triage-pairs:validation"):
+        from lorawiz.builtin.triage import PAIRS_FILES
+
+        folder = triage_files(cache_root)[0].parent
+        return str(folder / PAIRS_FILES["validation" if name.endswith(":validation") else "train"])
     from lorawiz.errors import LorawizError
 
     # Compare what follows "builtin:", which every name shares (else "builtin:nope" would look like "builtin:tiny").

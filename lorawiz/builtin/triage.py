@@ -24,6 +24,7 @@ SEED = 20240611
 SPLIT_SIZES = {"train": 150, "validation": 40}  # rows per category: 900 train, 240 validation
 TRAIN_FILE = "triage-train.jsonl"
 VALIDATION_FILE = "triage-validation.jsonl"
+PAIRS_FILES = {"train": "triage-pairs-train.jsonl", "validation": "triage-pairs-validation.jsonl"}
 
 # The settings `lorawiz demo` trains builtin:tiny on builtin:triage with (900 rows, 240 for validation).
 # Measured on a 2-core CPU VM (torch 2.13, transformers 5.17, peft 0.21, trl 1.14), seeds 42, 1 and 7: 114 steps in
@@ -253,6 +254,18 @@ def triage_rows(split: str) -> list[dict[str, Any]]:
     return rows
 
 
+def triage_pairs(split: str) -> list[dict[str, Any]]:
+    """The split as preference pairs (TRL's conversational form): the report's category chosen over another one
+    drawn with a fixed seed, so a model that learns the pairs learns to classify."""
+    rng = random.Random(SEED + 7 + list(SPLIT_SIZES).index(split))
+    pairs = []
+    for row in triage_rows(split):
+        *prompt, answer = row["messages"]
+        wrong = rng.choice([category for category in CATEGORIES if category != answer["content"]])
+        pairs.append({"prompt": prompt, "chosen": [answer], "rejected": [{"role": "assistant", "content": wrong}]})
+    return pairs
+
+
 def triage_digest() -> str:
     """A short hash of both splits: it names the cache folder, so changed data is written afresh."""
     payload = json.dumps([triage_rows("train"), triage_rows("validation")], sort_keys=True, ensure_ascii=False)
@@ -260,13 +273,18 @@ def triage_digest() -> str:
 
 
 def write_triage(folder: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
-    """Write triage-train.jsonl and triage-validation.jsonl into `folder`, each atomically; return their paths."""
+    """Write triage-train.jsonl and triage-validation.jsonl into `folder`, and the same splits as preference pairs
+    (PAIRS_FILES), each atomically; return the paths of the first two."""
     folder = Path(folder)
     paths = []
     for split, name in (("train", TRAIN_FILE), ("validation", VALIDATION_FILE)):
-        path = folder / name
-        with atomic_output(path, overwrite=overwrite) as handle:
-            for row in triage_rows(split):
-                write_jsonl_line(handle, row)
-        paths.append(path)
+        paths.append(_write_rows(folder / name, triage_rows(split), overwrite))
+        _write_rows(folder / PAIRS_FILES[split], triage_pairs(split), overwrite)
     return paths[0], paths[1]
+
+
+def _write_rows(path: Path, rows: list[dict[str, Any]], overwrite: bool) -> Path:
+    with atomic_output(path, overwrite=overwrite) as handle:
+        for row in rows:
+            write_jsonl_line(handle, row)
+    return path

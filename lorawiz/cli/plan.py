@@ -71,9 +71,9 @@ def plan_command(
     resolved = resolve_config(opt.config_path(config, config_file), preset=preset, set_items=set_ or (),
                               flags=opt.typed_flags(locals()),
                               flag_names=opt.flag_spellings())
-    from lorawiz.train.sources import with_mixed_datasets
+    from lorawiz.train.sources import with_sources
 
-    resolved = with_mixed_datasets(resolved)  # datasets: the mix the run trains on, made (or found) now
+    resolved = with_sources(resolved)  # datasets: the mix the run trains on, made (or found) now
     inputs = gather(resolved, hardware)
     plan = make_plan(inputs)
     filled = fill_from_plan(resolved, plan)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 TASKS = ("chat", "instruction", "code", "domain", "classification")
+METHODS = ("sft", "dpo")
 OPTIMIZERS = (
     "adamw_torch",
     "adamw_torch_fused",
@@ -78,6 +79,9 @@ SECTIONS: dict[str, tuple[Knob, ...]] = {
            "Dtype of the 4-bit matmuls: auto follows bf16/fp16, float32 is slowest."),
         _k("bnb_4bit_use_double_quant", bool, True,
            "Quantize the quantization constants too: saves ~0.4 bit/param at no quality cost."),
+        _k("from_adapter", str, None, "Start from a trained adapter (a lorawiz run folder or an adapter folder, e.g. "
+           "the SFT run before DPO): its LoRA weights train on, with its rank and targets; for dpo the reference "
+           "is that adapter as loaded."),
         _k("pad_token", str, None, "The tokenizer's padding token, a token it already has (e.g. <|end_of_text|>; "
            "default: its own, else its end-of-sequence token)."),
     ),
@@ -126,6 +130,11 @@ SECTIONS: dict[str, tuple[Knob, ...]] = {
            "default: every layer): fewer trainable parameters, less capacity."),
     ),
     "training": (
+        _k("method", Literal[METHODS], "sft", "How the adapter learns: sft (supervised: the data's answers) or dpo "
+           "(preference pairs: the chosen answer over the rejected one, Rafailov et al. 2023, through TRL's "
+           "DPOTrainer)."),
+        _k("beta", float, None, "DPO's beta: how far the tuned model may move from the reference (higher keeps it "
+           "closer); dpo only.", auto=True, gt=0.0),
         _k("learning_rate", float, None, "Peak learning rate: too high diverges, too low learns slowly.",
            auto=True, gt=0.0),
         _k("num_train_epochs", float, None, "Passes over the training data: more can overfit small datasets.",

@@ -292,6 +292,7 @@ def _cross_field_problems(cfg: Mapping[str, Any], sources: Mapping[str, Source])
     if data.head == "sequence" and data.packing:
         found.append(Problem(src("head", "packing"), "a sequence head classifies each row on its own; packing "
                                                      "joins rows into one sequence. Set packing: false."))
+    found.extend(_method_problems(cfg, src))
     if data.labels is not None and (len(data.labels) < 2 or len(set(data.labels)) < len(data.labels)):
         found.append(Problem(src("labels"), "labels must name at least two different classes, each once."))
     if train.early_stopping_patience > 0 and log.eval_strategy == "no":
@@ -338,3 +339,22 @@ def _cross_field_problems(cfg: Mapping[str, Any], sources: Mapping[str, Source])
     return found
 
 
+
+
+def _method_problems(cfg: Any, src: Any) -> list[Problem]:
+    """What a preference method cannot take: a sequence head, packing, a beta without dpo."""
+    train, data = cfg["training"], cfg["data"]
+    found = []
+    if train.method == "sft":
+        if train.beta is not None:
+            found.append(Problem(src("beta", "method"), "beta is DPO's setting, but the method is sft. Set method: "
+                                                        "dpo, or leave beta unset."))
+        return found
+    if data.head == "sequence":
+        found.append(Problem(src("method", "head"), f"{train.method} tunes a language model's answers; a sequence "
+                                                    "head has none. Use method: sft with head: sequence, or head: "
+                                                    "lm."))
+    if data.packing:
+        found.append(Problem(src("method", "packing"), f"{train.method} compares whole answers pair by pair; packing "
+                                                       "joins rows into one sequence. Set packing: false."))
+    return found

@@ -51,6 +51,14 @@ def convert_preference(row: Mapping[str, Any], system: str | None = None) -> dic
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
+def longer_conversation(pair: Mapping[str, Any]) -> dict[str, Any]:
+    """A canonical pair as the one conversation that bounds its length: the prompt and the longer answer (the
+    longest sequence the pair puts in a batch), for counting tokens and turns as any chat row."""
+    chosen, rejected = pair["chosen"], pair["rejected"]
+    size = [sum(len(str(turn.get("content") or "")) for turn in side) for side in (chosen, rejected)]
+    return {"messages": [*pair["prompt"], *(chosen if size[0] >= size[1] else rejected)]}
+
+
 def _prompt(row: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     if isinstance(row.get("conversations"), list):  # ShareGPT pairs (LLaMA-Factory)
         return _turns(row["conversations"], "conversations")

@@ -17,6 +17,7 @@ from typing import Any
 from lorawiz.data.convert import iter_canonical, resolve_shape
 from lorawiz.data.dedupe import DuplicateFinder
 from lorawiz.data.formats import ConvertOptions, RowProblem
+from lorawiz.data.preference import is_preference_row, longer_conversation
 from lorawiz.data.tokens import TokenCounter
 
 BATCH_ROWS = 1000  # rows per tokenizer call: large enough for the Rust side to use every core
@@ -148,6 +149,8 @@ def inspect_file(source: str | Path, tokenizer: Any = None, *, tokenizer_name: s
             continue
         stats.rows += 1
         finder.add(row)
+        if is_preference_row(row):  # a pair counts as its prompt and longer answer
+            row = longer_conversation(row)
         messages = row.get("messages")
         if messages is not None:
             turns.append(len(messages))

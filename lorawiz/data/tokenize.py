@@ -41,7 +41,7 @@ from lorawiz.data.cache import (
     write_manifest,
 )
 from lorawiz.data.convert import BadRows, resolve_shape
-from lorawiz.data.formats import ConvertOptions
+from lorawiz.data.formats import PREFERENCE, ConvertOptions
 from lorawiz.data.masking import IGNORE_INDEX, encode_rows
 from lorawiz.data.rows import check_rows, good_rows
 from lorawiz.errors import LorawizError
@@ -124,7 +124,8 @@ def tokenise_file(source: str | Path, tokenizer: Any, *, opts: ConvertOptions | 
         cores = processes or cpu_cores() or 1
         used = max(1, min(cores, rows // ROWS_PER_PROCESS))
         say(f"tokenising {rows:,} rows on {used} process{'es' if used > 1 else ''} (read in {read_seconds:.1f} s)")
-        files, tokens = _tokenise(building, tokenizer, assistant_only, used, key, progress)
+        files, tokens = _tokenise(building, tokenizer, assistant_only, used, key, progress,
+                                  pairs=shape == PREFERENCE)
         tokenise_seconds = time.monotonic() - started - read_seconds
         say(f"tokenised {rows:,} rows, {tokens:,} tokens, in {tokenise_seconds:.1f} s "
             f"({tokens / max(tokenise_seconds, 1e-9):,.0f} tokens/s)")
@@ -208,16 +209,20 @@ def encode_batch(batch: dict[str, list], tokenizer: Any, assistant_only: bool) -
                      "group": pa.array([stable_key(row) for row in rows], pa.int64())})
 
 
-def _tokenise(building: Path, tokenizer: Any, assistant_only: bool, processes: int, key: str, progress: bool = False
-              ) -> tuple[list[str], int]:
-    """Pass 2: the map, one shard per process; the files it wrote and the tokens in them."""
+def _tokenise(building: Path, tokenizer: Any, assistant_only: bool, processes: int, key: str, progress: bool = False,
+              pairs: bool = False) -> tuple[list[str], int]:
+    """Pass 2: the map, one shard per process; the files it wrote and the tokens in them. Preference pairs
+    (`pairs`) are tokenised as lorawiz.data.pairs says."""
     from datasets import Dataset
 
+    from lorawiz.data.pairs import encode_pair_batch, pair_features
+
     rows = Dataset.from_file(str(building / "rows.arrow"))
+    encode, features, kwargs = ((encode_pair_batch, pair_features(), {"tokenizer": tokenizer}) if pairs else
+                                (encode_batch, _features(), {"tokenizer": tokenizer, "assistant_only": assistant_only}))
     with _quiet_tokenizers(processes), _progress_bar(progress):
-        tokens = rows.map(encode_batch, batched=True, batch_size=MAP_BATCH, num_proc=processes if processes > 1
-                          else None, remove_columns=["row"], features=_features(),
-                          fn_kwargs={"tokenizer": tokenizer, "assistant_only": assistant_only},
+        tokens = rows.map(encode, batched=True, batch_size=MAP_BATCH, num_proc=processes if processes > 1
+                          else None, remove_columns=["row"], features=features, fn_kwargs=kwargs,
                           cache_file_name=str(building / "tokens.arrow"), new_fingerprint=key,
                           desc="tokenising")
     files = [Path(item["filename"]).name for item in tokens.cache_files]

@@ -189,19 +189,45 @@ def tensorboard_dir(cfg: Any) -> str:
     return os.path.expanduser(log.logging_dir or os.path.join(log.output_dir, "logs"))
 
 
-def sft_config(cfg: Any, *, output_dir: str, on_gpu: bool, train_rows: int, world_size: int = 1,
+def trainer_config(cfg: Any, *, output_dir: str, on_gpu: bool, train_rows: int, world_size: int = 1,
                flash_attention: bool = False, liger: bool = False, extra: dict[str, Any] | None = None) -> Any:
-    """TRL's SFTConfig (transformers' TrainingArguments plus TRL's data settings) for this run."""
+    """The trainer's configuration for this run: TRL's SFTConfig (transformers' TrainingArguments plus TRL's data
+    settings), or its DPOConfig for `method: dpo`."""
+    common = training_arguments(cfg, output_dir=output_dir, on_gpu=on_gpu, train_rows=train_rows,
+                                world_size=world_size, liger=liger)
+    if cfg.training.method == "dpo":
+        from trl import DPOConfig
+
+        return DPOConfig(**common, max_length=planned(cfg, "max_seq_length"), beta=planned(cfg, "beta"),
+                         # the recommender's lora_dropout (0 for dpo) is what runs; TRL would zero any other
+                         disable_dropout=False, **(extra or {}))
     from trl import SFTConfig
 
-    train, log, data = cfg.training, cfg.logging, cfg.data
+    return SFTConfig(
+        **common,
+        max_length=planned(cfg, "max_seq_length"),
+        packing=planned(cfg, "packing"),
+        # Without packing, FlashAttention can take the batch as one unpadded sequence (no compute on padding).
+        padding_free=flash_attention and not cfg.data.packing and on_gpu,
+        dataset_num_proc=None,
+        # lorawiz tokenised and truncated the data (lorawiz.data.tokenize, cached); only packing is TRL's to do.
+        dataset_kwargs=None if planned(cfg, "packing") else {"skip_prepare_dataset": True},
+        shuffle_dataset=False,  # the Trainer's sampler shuffles each epoch with the seed
+        **(extra or {}),
+    )
+
+
+def training_arguments(cfg: Any, *, output_dir: str, on_gpu: bool, train_rows: int, world_size: int,
+                       liger: bool) -> dict[str, Any]:
+    """transformers' TrainingArguments for this run, as keyword arguments (every TRL config takes them)."""
+    train, log = cfg.training, cfg.logging
     steps = {}
     if log.eval_strategy == "steps":
         steps["eval_steps"] = planned(cfg, "eval_steps")
     if log.save_strategy == "steps":
         steps["save_steps"] = planned(cfg, "save_steps")
     checkpointing = trainer_gradient_checkpointing(cfg)
-    return SFTConfig(
+    return dict(
         output_dir=output_dir,
         num_train_epochs=float(planned(cfg, "num_train_epochs")),
         max_steps=trainer_max_steps(cfg, train_rows, world_size),
@@ -233,20 +259,11 @@ def sft_config(cfg: Any, *, output_dir: str, on_gpu: bool, train_rows: int, worl
         report_to=list(log.report_to) or "none",
         dataloader_num_workers=cfg.dataloader.dataloader_num_workers,
         remove_unused_columns=cfg.dataloader.remove_unused_columns,
-        max_length=planned(cfg, "max_seq_length"),
-        packing=planned(cfg, "packing"),
         # Rows of similar length in one batch: the padding a batch carries shrinks from the long tail's to a few %.
         train_sampling_strategy="group_by_length" if planned(cfg, "group_by_length") else "random",
-        # Without packing, FlashAttention can take the batch as one unpadded sequence (no compute on padding).
-        padding_free=flash_attention and not data.packing and on_gpu,
-        dataset_num_proc=None,
-        # lorawiz tokenised and truncated the data (lorawiz.data.tokenize, cached); only packing is TRL's to do.
-        dataset_kwargs=None if planned(cfg, "packing") else {"skip_prepare_dataset": True},
         disable_tqdm=True,  # the dashboard (or the plain log) shows progress
         include_num_input_tokens_seen="non_padding",
         use_cpu=not on_gpu,
         use_liger_kernel=liger and on_gpu,
-        shuffle_dataset=False,  # the Trainer's sampler shuffles each epoch with the seed
         **steps,
-        **(extra or {}),
     )

@@ -63,14 +63,35 @@ def load_run_data(cfg: Any, world_size: int = 1, say: Any = None, progress: bool
     root = default_cache_root(data.dataset_cache_dir, cfg.model.cache_dir)
     first = _first_on_this_machine(world_size)
 
+    pairs = cfg.training.method != "sft"  # preference pairs (lorawiz.data.pairs)
+    opts = ConvertOptions(system=data.system_prompt, preference=pairs)
+
     def tokenised(path: str) -> Any:
-        return tokenise_file(local_path(path), tokenizer, opts=ConvertOptions(system=data.system_prompt),
+        if pairs:
+            check_pairs(local_path(path), opts, cfg.training.method)
+        return tokenise_file(local_path(path), tokenizer, opts=opts,
                              assistant_only=data.assistant_only_loss, cache_root=root, say=say, progress=progress,
                              build=first)
 
     train = tokenised(data.train_file)
     validation = tokenised(data.validation_file) if data.validation_file else None
     return RunData(tokenizer, train, validation)
+
+
+def check_pairs(path: str, opts: Any, method: str) -> None:
+    """A preference method's data must be chosen/rejected pairs: a file of conversations is refused before any
+    tokenising, naming its shape."""
+    from pathlib import Path
+
+    from lorawiz.data.convert import resolve_shape
+    from lorawiz.data.formats import PREFERENCE
+
+    shape, why = resolve_shape(Path(path), opts)
+    if shape != PREFERENCE:
+        raise LorawizError(f"{path}: --method {method} learns from preference pairs (chosen and rejected answers), "
+                           f"but this file holds {shape} rows ({why}).",
+                           hint="Give a file of pairs (`lorawiz format --help` lists the shapes read), or train "
+                                "it with --method sft.")
 
 
 def _first_on_this_machine(world_size: int) -> bool:
@@ -84,18 +105,27 @@ def _first_on_this_machine(world_size: int) -> bool:
 
 def prepare_data(cfg: Any, run: RunData) -> PreparedData:
     """The training and validation datasets at the planned max_seq_length: views on the tokenised files."""
-    from lorawiz.data.view import holdout, training_view
+    from lorawiz.data.formats import PREFERENCE
+    from lorawiz.data.view import holdout, pair_view, training_view
     from lorawiz.train.args import planned
 
     data = cfg.data
     evaluating = cfg.logging.eval_strategy != "no"
     max_len = planned(cfg, "max_seq_length")
     train_idx, val = None, None
+
+    def view(tokenised: Any, indices: Any, length: int) -> Any:  # the validation side's
+        if tokenised.shape == PREFERENCE:
+            return pair_view(tokenised, indices, length)
+        return training_view(tokenised, indices, length, name="validation")
+
     if run.validation is not None and evaluating:
-        val = training_view(run.validation, None, max_len, name="validation")
+        val = view(run.validation, None, max_len)
     elif evaluating and data.val_split > 0:
         train_idx, val_idx = holdout(run.train, data.val_split, cfg.training.seed)
-        val = training_view(run.train, val_idx, max_len, name="validation")
+        val = view(run.train, val_idx, max_len)
+    if run.train.shape == PREFERENCE:
+        return _prepared_pairs(run, train_idx, val, max_len, evaluating)
     train = training_view(run.train, train_idx, max_len, name="train")
     if not train.rows:
         raise LorawizError("no training example has an answer token left within max_seq_length.",
@@ -120,3 +150,24 @@ def prepare_data(cfg: Any, run: RunData) -> PreparedData:
         eval_set = head_dataset(val.dataset, run.tokenizer, labels, "validation") if val else None
         return PreparedData(run.tokenizer, train_set, eval_set, stats, first, run.train.entry, None)
     return PreparedData(run.tokenizer, train_set, eval_set, stats, first, run.train.entry, train.lengths)
+
+
+def _prepared_pairs(run: RunData, train_idx: Any, val: Any, max_len: int, evaluating: bool) -> PreparedData:
+    """Preference pairs as DPOTrainer takes them (lorawiz.data.view.pair_view)."""
+    from lorawiz.data.masking import IGNORE_INDEX
+    from lorawiz.data.view import pair_view
+
+    train = pair_view(run.train, train_idx, max_len)
+    if not train.rows:
+        raise LorawizError(f"every training pair's prompt fills max_seq_length {max_len}: no answer token is left.",
+                           hint="Raise --max-seq-length.")
+    if evaluating and not (val and val.rows):
+        raise LorawizError(f"every validation pair's prompt fills max_seq_length {max_len}, so the run cannot "
+                           "evaluate.", hint="Raise --max-seq-length, give other --val-data, or set eval_strategy: no.")
+    stats = {"train_rows": train.rows, "val_rows": val.rows if val else 0, "truncated": train.truncated,
+             "dropped": train.dropped, "trained_tokens": train.trained_tokens, "total_tokens": train.total_tokens}
+    first = train.dataset[0]
+    return PreparedData(run.tokenizer, train.dataset, val.dataset if val else None, stats,
+                        {"input_ids": first["prompt_ids"] + first["chosen_ids"],
+                         "labels": [IGNORE_INDEX] * len(first["prompt_ids"]) + first["chosen_ids"]},
+                        run.train.entry, train.lengths)

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from lorawiz.errors import LorawizError, existing_ancestor, format_bytes
-from lorawiz.memory import ADAPTER_BYTES, OPTIMIZER_STATE_BYTES, adapted_layer_count, lora_parameters
+from lorawiz.lora_size import adapted_layer_count, lora_parameters
+from lorawiz.memory import ADAPTER_BYTES, OPTIMIZER_STATE_BYTES
 
 MIB = 2**20
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json", "merges.txt",

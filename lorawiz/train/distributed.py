@@ -201,9 +201,9 @@ def planned_run(resolved: Any, machines: int = 1, hardware_spec: str | None = No
     from lorawiz.hardware import parse_hardware_spec, probe
     from lorawiz.planning import fill_from_plan, gather, make_plan
     from lorawiz.train.data import load_run_data
-    from lorawiz.train.sources import with_mixed_datasets
+    from lorawiz.train.sources import with_sources
 
-    resolved = with_mixed_datasets(resolved)
+    resolved = with_sources(resolved)
     output_dir = resolved.config.logging.output_dir or "."
     if hardware_spec:
         hardware = parse_hardware_spec(hardware_spec)

@@ -86,12 +86,12 @@ def find_learning_rate(request: LrFindRequest) -> LrFindResult:
     """Plan the run for this machine, sweep the learning rate over real batches, and read the suggestions."""
     from lorawiz.libraries import hide_optional_kernel_warning, quiet_libraries
     from lorawiz.train.args import sharded
-    from lorawiz.train.sources import with_mixed_datasets
+    from lorawiz.train.sources import with_sources
 
     check_sweep(request.start, request.end, request.steps)
     started = time.monotonic()
     hide_optional_kernel_warning()
-    resolved = with_mixed_datasets(request.config)
+    resolved = with_sources(request.config)
     cfg = resolved.config
     if not cfg.model.model_name_or_path:
         raise LorawizError("no model to sweep.", hint="Pass --model (a hub id, a local folder, or builtin:tiny).")
@@ -161,7 +161,7 @@ def _sweep(planned: Any, run_data: Any, backend: Any, sweep: Sweep, request: LrF
     cfg = sweep_config(planned, sweep.steps, sweep.start).config
     data = prepare_data(cfg, run_data)
     with tempfile.TemporaryDirectory(prefix="lorawiz-lr-find-") as folder:
-        args = make.sft_config(cfg, output_dir=folder, on_gpu=on_gpu, train_rows=len(data.train),
+        args = make.trainer_config(cfg, output_dir=folder, on_gpu=on_gpu, train_rows=len(data.train),
                                flash_attention=flash_attention(cfg), liger=liger_available())
         make.set_seed(cfg)  # the adapter starts as train's does: freshly initialised from the seed
         loaded = backend.load(cfg)

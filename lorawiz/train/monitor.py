@@ -23,7 +23,7 @@ from transformers import TrainerCallback
 
 from lorawiz.hardware import ResourceSampler
 from lorawiz.train.state import EarlyStoppingState, RunState
-from lorawiz.views.dashboard import format_duration, plain_eval_line, plain_line, render_dashboard
+from lorawiz.views.dashboard import EVAL_SCORES, format_duration, plain_eval_line, plain_line, render_dashboard
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -206,7 +206,7 @@ class TrainMonitor(TrainerCallback):
             if key is not None and _is_number(metrics[key]):
                 self.state.eval_metric = key
                 self.state.eval_losses.append((state.global_step, float(metrics[key])))
-            self.state.eval_scores = {name: float(metrics[f"eval_{name}"]) for name in ("accuracy", "macro_f1")
+            self.state.eval_scores = {name: float(metrics[f"eval_{name}"]) for name in EVAL_SCORES
                                       if _is_number(metrics.get(f"eval_{name}"))}
         self._record("eval", state, metrics)
         if key is not None:

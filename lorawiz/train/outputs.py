@@ -66,6 +66,8 @@ def save_outputs(trainer: Any, tokenizer: Any, resolved: Any, result: Any, outpu
         from lorawiz.train.distributed import save_sharded_adapter
 
         save_sharded_adapter(trainer.accelerator.unwrap_model(trainer.model), output_dir, adapter_state)
+    elif "ref" in getattr(trainer.model, "peft_config", {}):  # DPO's frozen reference copy stays out of the run
+        trainer.model.save_pretrained(str(output_dir), selected_adapters=["default"])
     else:
         trainer.save_model(str(output_dir))  # adapter_config.json + adapter_model.safetensors (the best, if loaded)
     check_saved_adapter(output_dir)

@@ -94,9 +94,9 @@ def run_training(request: TrainRequest) -> TrainResult:
     from lorawiz.train.interrupt import exit_code_of, sigterm_unwinds
 
     check_resume_flags(request.resume, request.overwrite)
-    from lorawiz.train.sources import with_mixed_datasets
+    from lorawiz.train.sources import with_sources
 
-    request = replace(request, config=with_mixed_datasets(request.config))  # datasets: mixed into one file
+    request = replace(request, config=with_sources(request.config))  # datasets mixed, from_adapter's settings
     if request.dry_run or not _is_main():
         return _plan_and_train(request)
     output_dir = Path(request.config.config.logging.output_dir).expanduser()
@@ -318,7 +318,7 @@ def _train_once(ctx: RunContext, data: Any, checkpoint: Path | None, fingerprint
     from lorawiz.train.monitor import TrainMonitor
 
     cfg = ctx.cfg
-    args = make.sft_config(cfg, output_dir=str(ctx.output_dir), on_gpu=ctx.on_gpu, train_rows=len(data.train),
+    args = make.trainer_config(cfg, output_dir=str(ctx.output_dir), on_gpu=ctx.on_gpu, train_rows=len(data.train),
                            world_size=ctx.world_size, flash_attention=flash_attention(cfg),
                            liger=liger_available(), extra=ctx.request.extra_args)
     make.set_seed(cfg)  # LoRA's initial weights too: same seed, same run

@@ -69,6 +69,31 @@ def sft_trainer_class(lengths: Any = None) -> type:
     return _lorawiz_trainer(SFTTrainer, lengths)
 
 
+def dpo_trainer_class(lengths: Any = None) -> type:
+    """TRL's DPOTrainer, as sft_trainer_class serves it, taking lorawiz's tokenised pairs (lorawiz.data.pairs) as
+    they are: its _prepare_dataset would look for the text columns and tokenise again."""
+    from trl import DPOTrainer
+
+    class LorawizDPOTrainer(_lorawiz_trainer(DPOTrainer, lengths)):
+        def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
+            from lorawiz.data.pairs import PAIR_COLUMNS
+
+            if set(PAIR_COLUMNS) <= set(getattr(dataset, "column_names", ())):
+                return dataset  # lorawiz.data.view.pair_view dropped the pairs TRL drops
+            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+
+        def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+            """Pairs in file order (transformers' length grouping looks for input_ids, which pairs do not have),
+            as transformers evaluates without grouping: one process in order, several as accelerate shards."""
+            if eval_dataset is None or "prompt_ids" not in getattr(eval_dataset, "column_names", ()):
+                return super()._get_eval_sampler(eval_dataset)
+            from torch.utils.data import SequentialSampler
+
+            return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+    return LorawizDPOTrainer
+
+
 def trainer_class(lengths: Any = None) -> type:
     """transformers' Trainer (a sequence-classification head trains with it), as sft_trainer_class serves it."""
     from transformers import Trainer
@@ -94,10 +119,10 @@ def _lorawiz_trainer(base: type, lengths: Any) -> type:
 
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             dataset = train_dataset if train_dataset is not None else self.train_dataset
+            known = lengths is not None and dataset is not None and len(lengths) == len(dataset)
             if self.args.train_sampling_strategy != "group_by_length" or dataset is None \
-                    or "input_ids" not in getattr(dataset, "column_names", ()):
+                    or not (known or "input_ids" in getattr(dataset, "column_names", ())):
                 return super()._get_train_sampler(train_dataset)
-            known = lengths is not None and len(lengths) == len(dataset)
             batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
             return seeded_length_grouped_sampler(lengths if known else _lengths(dataset), batch,
                                                  self.args.data_seed or self.args.seed)

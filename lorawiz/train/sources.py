@@ -12,6 +12,80 @@ from typing import Any
 
 from lorawiz.errors import LorawizError
 
+# adapter_config.json's keys (peft's LoraConfig) -> lorawiz's knobs: what a run starting from an adapter trains with
+# (its dropout is no weight: the run's own lora_dropout applies, lorawiz.train.backends.hf.start_adapter)
+ADAPTER_KNOBS = {"r": "lora_r", "lora_alpha": "lora_alpha", "target_modules": "lora_target_modules", "bias": "lora_bias", "use_dora": "use_dora",
+                 "use_rslora": "use_rslora", "modules_to_save": "modules_to_save",
+                 "layers_to_transform": "layers_to_transform"}
+
+
+def with_sources(resolved: Any) -> Any:
+    """The configuration with what its sources say: the mix of its `datasets`, the settings of from_adapter."""
+    return with_start_adapter(with_mixed_datasets(resolved))
+
+
+def with_start_adapter(resolved: Any) -> Any:
+    """With from_adapter, the LoRA settings are the adapter's (its weights train on: rank, targets and the rest
+    cannot change), and the base model is its base unless --model names one. A LoRA value set to something else
+    is refused, since it cannot be honoured."""
+    cfg = resolved.config
+    if not cfg.model.from_adapter:
+        return resolved
+    from lorawiz.config.layers import adjusted, derived
+    from lorawiz.errors import Problem, ProblemsError
+
+    folder, config = read_adapter_config(cfg.model.from_adapter)
+    changes, problems = {}, []
+    for key, name in ADAPTER_KNOBS.items():
+        value = config.get(key)
+        if key == "target_modules" and isinstance(value, list | tuple | set):
+            # peft saves all-linear as the modules it found, sometimes by full path (model.layers.0.mlp.up_proj)
+            value = sorted({str(name).rsplit(".", 1)[-1] for name in value})
+        if value is None and name not in ("modules_to_save", "layers_to_transform"):
+            continue
+        source = resolved.source(name)
+        if source.is_user and resolved.value(name) != value:
+            problems.append(Problem(source.where, f"{name} {resolved.value(name)} cannot apply: from_adapter "
+                                                  f"{folder} trains on with its own {name} {value}."))
+        changes[name] = (value, adjusted(f"the starting adapter's own (from_adapter {folder})"))
+    if problems:
+        raise ProblemsError("the starting adapter decides its LoRA settings", problems,
+                            hint="Drop those settings, or train a new adapter without --from-adapter.")
+    base = _run_model(folder) or config.get("base_model_name_or_path")
+    if base and resolved.source("model_name_or_path").is_default:
+        changes["model_name_or_path"] = (base, derived(f"the base of the adapter {folder}"))
+    return resolved.with_values(changes)
+
+
+def _run_model(folder: Path) -> str | None:
+    """The model a lorawiz run folder names in its lorawiz.yaml (a hub id or builtin: name as given, where
+    adapter_config.json has the path it loaded)."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((folder / "lorawiz.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    found = saved.get("model", {}).get("model_name_or_path") if isinstance(saved, dict) else None
+    return found if isinstance(found, str) else None
+
+
+def read_adapter_config(path: str) -> tuple[Path, dict[str, Any]]:
+    """The adapter folder and its adapter_config.json (peft's), or a message naming what is missing."""
+    folder = Path(path).expanduser()
+    file = folder / "adapter_config.json"
+    if not file.is_file():
+        raise LorawizError(f"from_adapter {path}: no adapter_config.json there.",
+                           hint="Give a lorawiz run folder (its adapter) or a peft adapter folder.")
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LorawizError(f"{file}: not readable as JSON ({exc}).", hint="Restore the adapter's files.") from exc
+    if config.get("peft_type", "LORA") != "LORA":
+        raise LorawizError(f"{file}: a {config.get('peft_type')} adapter; lorawiz trains LoRA adapters.",
+                           hint="Give a LoRA adapter folder.")
+    return folder, config
+
 
 def with_mixed_datasets(resolved: Any) -> Any:
     """The configuration with train_file set to the mix of its `datasets` (unchanged without them)."""

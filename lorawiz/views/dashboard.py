@@ -22,6 +22,10 @@ _SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 # Plain lines
 
 
+# The evaluation scores the dashboard shows beside the loss, as the trainers log them without "eval_"
+EVAL_SCORES = ("accuracy", "macro_f1", "rewards/accuracies", "rewards/margins")
+
+
 def format_duration(seconds: float | None) -> str:
     """H:MM:SS, hours unbounded ("27:03:04"); "--" when unknown."""
     if seconds is None or not math.isfinite(seconds):
@@ -98,10 +102,13 @@ def plain_eval_line(state: RunState) -> str:
 
 
 def _scores_text(state: RunState) -> str:
-    """A sequence head's scores beside its loss: ` accuracy 40.0% macro-F1 0.343`."""
+    """The scores beside an evaluation's loss: a sequence head's (` accuracy 40.0% macro-F1 0.343`), DPO's on the
+    held-out pairs (` preference accuracy 57.7% reward margin 0.0250`: how often, and by how much, the chosen
+    answer's implicit reward beats the rejected one's)."""
     scores = state.eval_scores
-    return (f" accuracy {scores['accuracy']:.1%}" if "accuracy" in scores else "") + (
-        f" macro-F1 {scores['macro_f1']:.3f}" if "macro_f1" in scores else "")
+    shown = {"accuracy": " accuracy {:.1%}", "macro_f1": " macro-F1 {:.3f}",
+             "rewards/accuracies": " preference accuracy {:.1%}", "rewards/margins": " reward margin {:.4f}"}
+    return "".join(shown[name].format(scores[name]) for name in EVAL_SCORES if name in scores)
 
 
 # ---------------------------------------------------------------------------------------------------------

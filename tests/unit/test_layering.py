@@ -17,7 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "lorawiz"
 PURE = ("lorawiz.config", "lorawiz.recommend", "lorawiz.fitting", "lorawiz.memory", "lorawiz.throughput",
         "lorawiz.catalog", "lorawiz.presets", "lorawiz.errors", "lorawiz.data.formats", "lorawiz.parallelism",
-        "lorawiz.lr_range")
+        "lorawiz.lr_range", "lorawiz.methods", "lorawiz.rules", "lorawiz.lora_size")
 PURE_THIRD_PARTY = {"yaml", "pydantic"}
 
 

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from lorawiz.catalog import find_model
-from lorawiz.memory import TrainingShape, estimate_memory, lora_parameters
+from lorawiz.lora_size import lora_parameters
+from lorawiz.memory import TrainingShape, estimate_memory
 from tests.conftest import REPO
 
 GB = 10**9  # the published ranges are in GB

@@ -22,6 +22,8 @@ class LoadedModel:
     tokenizer: Any
     notes: list[str] = field(default_factory=list)
     labels: list[str] | None = None  # a sequence-classification head's classes, in the order of its scores
+    method: str = "sft"  # the trainer it goes to: sft (TRL's SFTTrainer), dpo (its DPOTrainer)
+    started: bool = False  # its adapter is from_adapter's (trained before), not a new one
 
 
 class Backend(Protocol):
@@ -44,6 +46,8 @@ def unsloth_cannot_take(cfg: Any) -> list[str]:
     found = [(name, value) for name, value, ok in (
         ("use_dora", cfg.lora.use_dora, not cfg.lora.use_dora),
         ("head", cfg.data.head, cfg.data.head == "lm"),  # FastLanguageModel trains language-model heads
+        ("method", cfg.training.method, cfg.training.method == "sft"),  # lorawiz's unsloth backend runs SFT only
+        ("from_adapter", cfg.model.from_adapter, not cfg.model.from_adapter),
         ("bnb_4bit_quant_type", model.bnb_4bit_quant_type, model.bnb_4bit_quant_type == "nf4"),
         ("bnb_4bit_use_double_quant", model.bnb_4bit_use_double_quant, model.bnb_4bit_use_double_quant),
         ("bnb_4bit_compute_dtype", model.bnb_4bit_compute_dtype, model.bnb_4bit_compute_dtype == "auto"),

@@ -69,8 +69,9 @@ class HFBackend:
                 gradient_checkpointing_kwargs={"use_reentrant": False})
             restore_loaded_dtypes(model, loaded_dtypes)
             keep_cpu_4bit_layout(model)
-        model = get_peft_model(model, lora_config(cfg))
-        return LoadedModel(model, tokenizer, notes, labels=list(cfg.data.labels) if head else None)
+        model = start_adapter(model, cfg) if cfg.model.from_adapter else get_peft_model(model, lora_config(cfg))
+        return LoadedModel(model, tokenizer, notes, labels=list(cfg.data.labels) if head else None,
+                           method=cfg.training.method, started=bool(cfg.model.from_adapter))
 
     def trainer(self, loaded: LoadedModel, train_data: Any, eval_data: Any, args: Any, callbacks: list,
                 lengths: Any = None) -> Any:
@@ -89,11 +90,42 @@ class HFBackend:
             # Trainer.compute_loss): under DDP the loss and its gradients came out twice too large on 2 processes.
             trainer.model_accepts_loss_kwargs = False
             return trainer
+        if loaded.method == "dpo":
+            return dpo_trainer(loaded, train_data, eval_data, args, callbacks, lengths)
         from lorawiz.train.sampling import sft_trainer_class
 
         trainer_class = sft_trainer_class(lengths)
         return trainer_class(model=loaded.model, args=args, train_dataset=train_data, eval_dataset=eval_data,
                              processing_class=loaded.tokenizer, callbacks=callbacks)
+
+
+def start_adapter(model: Any, cfg: Any) -> Any:
+    """The base with from_adapter's LoRA weights, trainable (its settings are the run's: lorawiz.train.sources)."""
+    from peft import PeftConfig, PeftModel
+
+    from lorawiz.train.args import planned
+
+    config = PeftConfig.from_pretrained(str(cfg.model.from_adapter))
+    config.lora_dropout = planned(cfg, "lora_dropout")  # not part of the weights: the plan's value runs
+    return PeftModel.from_pretrained(model, str(cfg.model.from_adapter), config=config, is_trainable=True)
+
+
+def dpo_trainer(loaded: LoadedModel, train_data: Any, eval_data: Any, args: Any, callbacks: list, lengths: Any
+                ) -> Any:
+    """TRL's DPOTrainer on the run's adapter, the reference in the same model: a new adapter's reference is the
+    base (the adapter off); a started one's (from_adapter) is the adapter as it was loaded, a frozen copy TRL
+    makes beside it ("ref"). One copy of the base weights either way."""
+    from lorawiz.train.sampling import dpo_trainer_class
+
+    trainer = dpo_trainer_class(lengths)(model=loaded.model, args=args, train_dataset=train_data,
+                                         eval_dataset=eval_data, processing_class=loaded.tokenizer,
+                                         callbacks=callbacks)
+    model = trainer.model
+    if not loaded.started and "ref" in getattr(model, "peft_config", {}):
+        # TRL copies any adapter it is given as the reference; a new one is all zeros in B, so the copy is the base
+        # at the cost of a second adapter: the adapter switched off computes the same, with nothing extra.
+        model.delete_adapter("ref")
+    return trainer
 
 
 def shipped_quantization(path: str, kwargs: dict[str, Any]) -> str:

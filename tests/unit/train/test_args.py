@@ -98,6 +98,8 @@ CASES = [
          needs_data=True),
     Case("system_prompt", "You triage incidents.", lambda b: "You triage incidents." in _first_decoded(b),
          expected=True, needs_data=True),
+    # the starting adapter's rank and targets are the run's (lorawiz.train.sources)
+    Case("from_adapter", "ADAPTER", lambda b: (b.lora.r, b.lora.target_modules), expected=(4, {"q_proj", "v_proj"})),
     Case("task", "classification", lambda b: b.plan.values["lora_r"].value, expected=8),
     Case("head", "sequence", lambda b: (getattr(b.lora.task_type, "value", b.lora.task_type), b.model["num_labels"]),
          expected=("SEQ_CLS", 2), companions={"task": "classification", "labels": ["fire", "medical"]}),
@@ -116,6 +118,8 @@ CASES = [
     Case("layers_to_transform", [1], lambda b: list(b.lora.layers_to_transform),
          companions={"lora_target_modules": ["q_proj", "v_proj"]}),
     # training
+    Case("method", "dpo", lambda b: type(b.sft).__name__, expected="DPOConfig", companions={"train_file": "PAIRS"}),
+    Case("beta", 0.3, _sft("beta"), companions={"method": "dpo", "train_file": "PAIRS"}),
     Case("learning_rate", 1e-3, _sft("learning_rate")),
     Case("num_train_epochs", 2.5, _sft("num_train_epochs")),
     Case("max_steps", 1, _sft("max_steps")),
@@ -196,6 +200,15 @@ def files(tmp_path_factory):
     paths = {"TRAIN": root / "train.jsonl", "OTHER_TRAIN": root / "other.jsonl", "VAL_FILE": root / "val.jsonl"}
     for key, count in (("TRAIN", ROWS), ("OTHER_TRAIN", 16), ("VAL_FILE", 7)):
         paths[key].write_text("".join(json.dumps(row) + "\n" for row in _chat_rows(count, key)))
+    paths["PAIRS"] = root / "pairs.jsonl"
+    paths["PAIRS"].write_text("".join(json.dumps({"prompt": row["messages"][:1], "chosen": row["messages"][1:],
+                                                  "rejected": [{"role": "assistant", "content": "hazmat"}]}) + "\n"
+                                      for row in _chat_rows(ROWS, "PAIRS")))
+    paths["ADAPTER"] = root / "adapter"
+    paths["ADAPTER"].mkdir()
+    (paths["ADAPTER"] / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["v_proj", "q_proj"],
+        "bias": "none", "base_model_name_or_path": "builtin:tiny"}))
     return {**{k: str(v) for k, v in paths.items()}, "TINY_PATH": resolve_builtin("builtin:tiny"), "ROOT": root,
             "CACHE_DIR": str(root / "tokenised"), "CACHE_PATH": root / "tokenised"}
 
@@ -214,15 +227,15 @@ def _base(files: dict, out: Path) -> dict[str, Any]:
 
 def _build(resolved: Any, files: dict, needs_data: bool, out: Path) -> Built:
     from lorawiz.train.data import load_run_data, prepare_data
-    from lorawiz.train.sources import with_mixed_datasets
+    from lorawiz.train.sources import with_sources
 
-    resolved = with_mixed_datasets(resolved)  # as the runner does first
+    resolved = with_sources(resolved)  # as the runner does first
     inputs = gather(resolved, hardware=parse_hardware_spec("a100-80gb"))
     plan = make_plan(inputs)
     filled = fill_from_plan(resolved, plan)
     cfg = filled.config
     data = prepare_data(cfg, load_run_data(cfg)) if needs_data else None
-    built = Built(filled, make.sft_config(cfg, output_dir=cfg.logging.output_dir, on_gpu=False, train_rows=ROWS),
+    built = Built(filled, make.trainer_config(cfg, output_dir=cfg.logging.output_dir, on_gpu=False, train_rows=ROWS),
                   make.lora_config(cfg), make.quantization_config(cfg), make.model_kwargs(cfg),
                   make.early_stopping(cfg), plan, data)
     from lorawiz.train.distributed import accelerate_config

@@ -34,7 +34,7 @@ def learning_rates(schedule: str, kwargs: dict | None, tmp_path, warmup: int = 0
         flags.update(eval_strategy="steps", eval_steps=1)
     resolved = resolve_config(flags=flags)
     cfg = fill_from_plan(resolved, make_plan(gather(resolved, hardware=parse_hardware_spec("a100-80gb")))).config
-    args = make.sft_config(cfg, output_dir=str(tmp_path), on_gpu=False, train_rows=STEPS)
+    args = make.trainer_config(cfg, output_dir=str(tmp_path), on_gpu=False, train_rows=STEPS)
     weight = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([weight], lr=args.learning_rate)
     trainer = types.SimpleNamespace(args=args, lr_scheduler=None, optimizer=optimizer)
