@@ -46,11 +46,13 @@ class Cell:
     loss: str = "default"  # TRL's default (chunked_nll) or "nll"
     rank: int = 16
     held_out: bool = False  # not used to fit any constant of lorawiz.memory
+    method: str = "sft"  # or "dpo": TRL's DPOTrainer on pairs whose prompt + answer are `seq` tokens
 
     @property
     def name(self) -> str:
         return (f"{self.model} L{self.layers} {self.quantization} ckpt={int(self.checkpointing)} seq={self.seq} "
-                f"mb={self.micro_batch} drop={self.dropout} {self.targets} loss={self.loss} r={self.rank}")
+                f"mb={self.micro_batch} drop={self.dropout} {self.targets} loss={self.loss} r={self.rank}"
+                + (f" {self.method}" if self.method != "sft" else ""))
 
 
 def hf_config(facts: Any, layers: int) -> dict[str, Any]:
@@ -115,6 +117,7 @@ def resolved_config(cell: Cell, folder: Path, data: Path) -> Any:
         "learning_rate": 1e-4, "lr_scheduler_type": "constant", "warmup_ratio": 0.0, "num_train_epochs": 1,
         "max_steps": 2, "logging_steps": 1, "packing": False, "group_by_length": False, "eval_strategy": "no",
         "save_strategy": "no", "report_to": [], "early_stopping_patience": 0, "load_best_model_at_end": False,
+        "method": cell.method, **({"beta": 0.1} if cell.method == "dpo" else {}),
     }
     return resolve_config(None, flags=flags, flag_names={name: f"--{name}" for name in flags})
 
@@ -152,6 +155,11 @@ def measure(cell: Cell, root: Path) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(3, 3000, (rows, cell.seq), generator=generator).tolist()
     data = Dataset.from_dict({"input_ids": ids, "labels": ids})
+    if cell.method == "dpo":  # half prompt, half answer; the rejected answer as long as the chosen one
+        half = cell.seq // 2
+        other = torch.randint(3, 3000, (rows, cell.seq - half), generator=generator).tolist()
+        data = Dataset.from_dict({"prompt_ids": [row[:half] for row in ids], "chosen_ids": [row[half:] for row in ids],
+                                  "rejected_ids": other})
     resolved = resolved_config(cell, folder, root / "unused.jsonl")
     cfg = resolved.config
     tracker = LiveTensors()
@@ -239,7 +247,8 @@ def estimate_shape(cell: Cell) -> Any:
     return TrainingShape(precision="bf16", quantization=cell.quantization, lora_r=cell.rank, target_modules=targets,
                          optimizer="adamw_torch", micro_batch=cell.micro_batch, seq_len=cell.seq,
                          gradient_checkpointing=cell.checkpointing, lora_dropout=cell.dropout,
-                         loss="nll" if cell.loss == "nll" else "chunked_nll", on_gpu=False)
+                         loss="dpo" if cell.method == "dpo" else "nll" if cell.loss == "nll" else "chunked_nll",
+                         on_gpu=False, sequences=2 if cell.method == "dpo" else 1)
 
 
 def estimate(cell: Cell) -> Any:
@@ -273,6 +282,10 @@ def measure_full_depth(cell: Cell, root: Path) -> dict[str, Any]:
 BASE = Cell("llama3.2-1b", seq=512)
 CELLS = {
     "smoke": [Cell("llama3.2-1b", seq=128)],
+    # DPO: a pair's chosen and rejected answers in one batch, and the reference's forward (the adapter off)
+    "dpo": [Cell("llama3.2-1b", seq=512, method="dpo", held_out=True),
+            Cell("llama3.2-1b", seq=512, checkpointing=False, method="dpo", held_out=True),
+            Cell("qwen2.5-7b", seq=512, quantization="nf4", method="dpo", held_out=True)],
     # One factor at a time around BASE, then the other widths at BASE's settings and in 4 bits.
     "matrix": [
         BASE,

@@ -44,8 +44,11 @@ def inspect_command(
 
         loaded = load_tokenizer(tokenizer, flag="--tokenizer")
         limit = model_limit(loaded, tokenizer)
+    from lorawiz.data.formats import ConvertOptions
+
+    # preference pairs are read too: each counts as its prompt and longer answer (what a DPO batch holds)
     stats = inspect_file(input_path, loaded, tokenizer_name=tokenizer, max_seq_length=max_seq_length,
-                         model_limit=limit)
+                         model_limit=limit, opts=ConvertOptions(preference=True))
     if as_json:
         import json
 

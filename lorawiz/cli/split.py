@@ -87,7 +87,11 @@ def _render(report, dedupe: bool) -> None:
     from lorawiz.console import print_table, say
 
     kept = report.rows_read - report.removed
-    if report.duplicates:
+    if report.pairs:
+        say(f"{report.pairs} preference pairs: {report.duplicates} share their prompt with an earlier pair, each "
+            "kept on the same side as it" if report.duplicates else f"{report.pairs} preference pairs, each prompt "
+                                                                     "once")
+    elif report.duplicates:
         what = (f"{report.duplicates} duplicate rows ({report.identical} identical, {report.near} differing only "
                 "in case or whitespace)")
         say(f"found {what}: " + ("removed" if dedupe else "each kept on the same side as its first copy"))

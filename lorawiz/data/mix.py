@@ -27,6 +27,8 @@ from lorawiz.errors import LorawizError
 
 BUCKET_ROWS = 50_000  # rows sorted in memory at once when writing the shuffled output
 MAX_BUCKETS = 256  # open files at once; buckets grow beyond BUCKET_ROWS rather than exceed this
+# What a source holds, by the shape read ("messages" for every chat shape): only one kind mixes into a file
+KIND_NAMES = {"text": "plain text", "messages": "chat data", "preference": "preference pairs"}
 
 
 @dataclass
@@ -95,10 +97,10 @@ def mix_files(sources: list[MixSource], output: str | Path, *, size: int | None 
                                                                   "domain.jsonl:0.8.")
     kinds = {source.path: _scan(source) for source in sources}
     if len(set(kinds.values())) > 1:
-        text = next(p for p, k in kinds.items() if k == "text")
-        chat = next(p for p, k in kinds.items() if k == "messages")
-        raise LorawizError(f"{text} is plain text and {chat} is chat data: they cannot be mixed into one file.",
-                           hint="Mix sources of one kind.")
+        (one, kind), (other, other_kind) = next(iter(kinds.items())), next(
+            (path, k) for path, k in kinds.items() if k != next(iter(kinds.values())))
+        raise LorawizError(f"{one} is {KIND_NAMES[kind]} and {other} is {KIND_NAMES[other_kind]}: they cannot be "
+                           "mixed into one file.", hint="Mix sources of one kind.")
     weights = [s.weight if s.weight is not None else s.rows for s in sources]
     total = size if size is not None else _largest_total([s.rows for s in sources], weights)
     counts = largest_remainder(total, weights)
@@ -116,7 +118,7 @@ def mix_files(sources: list[MixSource], output: str | Path, *, size: int | None 
 def _scan(source: MixSource) -> str:
     """Detect the shape, count the usable rows, and fail on bad ones; returns "text" or "messages"."""
     path = Path(source.path)
-    opts = ConvertOptions()
+    opts = ConvertOptions(preference=True)
     source.shape, source.reason = resolve_shape(path, opts)
     bad = BadRows()
     for line, row in iter_canonical(path, source.shape, opts):
@@ -130,7 +132,7 @@ def _scan(source: MixSource) -> str:
                                                        "--skip-bad), then mix the clean file.")
     if source.rows == 0:
         raise LorawizError(f"{path} has no rows.", hint="Check the file.")
-    return "text" if source.shape == "text" else "messages"
+    return source.shape if source.shape in KIND_NAMES else "messages"
 
 
 def _largest_total(rows: list[int], weights: list[float]) -> int:
@@ -199,6 +201,6 @@ def _spread(source: MixSource, chosen: list[int], positions: list[int], buckets:
 
 
 def _usable_rows(source: MixSource):
-    for line, row in iter_canonical(Path(source.path), source.shape, ConvertOptions()):
+    for line, row in iter_canonical(Path(source.path), source.shape, ConvertOptions(preference=True)):
         if not isinstance(row, RowProblem):
             yield line, row

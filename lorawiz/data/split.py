@@ -21,6 +21,7 @@ from typing import Any
 from lorawiz.data.convert import BadRows
 from lorawiz.data.dedupe import DuplicateFinder
 from lorawiz.data.formats import RowProblem
+from lorawiz.data.preference import convert_preference, is_preference_row
 from lorawiz.data.readers import iter_rows
 from lorawiz.data.shares import round_table
 from lorawiz.data.writers import atomic_output, check_writable, write_jsonl_line
@@ -48,7 +49,8 @@ class SplitSizes:
 class SplitReport:
     rows_read: int = 0
     identical: int = 0  # rows equal to an earlier row
-    near: int = 0  # rows equal to an earlier row up to case and whitespace
+    near: int = 0  # rows equal to an earlier row up to case and whitespace (pairs: the same prompt)
+    pairs: int = 0  # preference pairs among the rows: grouped by their prompt
     removed: int = 0  # duplicates dropped (with dedupe)
     counts: dict[str, int] = field(default_factory=dict)
     classes: dict[str, dict[str, int]] = field(default_factory=dict)  # class -> side -> rows (stratified)
@@ -91,11 +93,15 @@ def split_file(source: str | Path, outputs: Mapping[str, str | Path], sizes: Spl
             if isinstance(row, RowProblem):
                 raise row
             name = stratum_of(row, stratify) if stratify else ""
+            key = row
+            if is_preference_row(row):  # the pairs of one prompt stay on one side: no prompt on two sides
+                key = {"prompt": convert_preference(row)["prompt"]}
+                report.pairs += 1
         except RowProblem as problem:
             bad.note(line, f"{problem.kind}: {problem.detail}")
             row_group.append(-1)
             continue
-        group, first = finder.add(row)
+        group, first = finder.add(key)
         row_group.append(group)
         if first:  # a duplicate goes with its first copy, and so counts in that copy's class
             group_size.append(1)
@@ -107,6 +113,11 @@ def split_file(source: str | Path, outputs: Mapping[str, str | Path], sizes: Spl
         hint = f'Check --stratify {stratify}: name a field the rows have, or "label" for chat rows.'
     bad.raise_if_any(source, "they cannot be split, so nothing was written", hint=hint)
     report.identical, report.near = finder.identical, finder.near
+    if dedupe and report.pairs:
+        raise LorawizError(f"--dedupe: {source} holds preference pairs, and the pairs of one prompt are kept "
+                           "together, not dropped as duplicates.",
+                           hint="Drop --dedupe: a repeated pair shares its prompt, so it lands on the same side "
+                                "and leaks into no other.")
 
     weights = [1] * finder.group_count if dedupe else list(group_size)
     side_of_group = _deal(weights, group_class, len(class_ids) or 1, sizes, seed, "test" in paths, source)

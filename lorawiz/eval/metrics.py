@@ -120,3 +120,31 @@ def relative_change(before: float, after: float) -> float | None:
     if not (math.isfinite(before) and math.isfinite(after)) or before == 0:
         return None
     return (after - before) / before
+
+
+@dataclass
+class PreferenceScores:
+    """How one model ranks held-out pairs: the share where the chosen answer is likelier than the rejected one
+    (summed log-probabilities of the answers' tokens), and the mean of that log-probability margin."""
+
+    pairs: int
+    accuracy: float
+    margin: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"pairs": self.pairs, "preference_accuracy": self.accuracy, "log_prob_margin": self.margin}
+
+
+def preference_scores(chosen: Sequence[float], rejected: Sequence[float]) -> PreferenceScores:
+    margins = [c - r for c, r in zip(chosen, rejected, strict=True)]
+    return PreferenceScores(len(margins), sum(m > 0 for m in margins) / len(margins), sum(margins) / len(margins))
+
+
+def reward_scores(beta: float, tuned: tuple[Sequence[float], Sequence[float]],
+                  reference: tuple[Sequence[float], Sequence[float]]) -> PreferenceScores:
+    """DPO's implicit reward against a reference (Rafailov et al. 2023, eq. 5; TRL's rewards/accuracies and
+    rewards/margins): r = beta x (log p_tuned - log p_reference) of each answer; the share of pairs where the
+    chosen answer's reward is higher, and the mean reward margin."""
+    chosen = [beta * (t - b) for t, b in zip(tuned[0], reference[0], strict=True)]
+    rejected = [beta * (t - b) for t, b in zip(tuned[1], reference[1], strict=True)]
+    return preference_scores(chosen, rejected)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from lorawiz.data.rows import final_answer
-from lorawiz.eval.metrics import ClassificationReport, relative_change
+from lorawiz.eval.metrics import ClassificationReport, PreferenceScores, relative_change
 from lorawiz.eval.scoring import LossResult
 from lorawiz.models import Target
 
@@ -29,6 +29,7 @@ class ModelResult:
     extraction: dict[str, dict[str, int]] = field(default_factory=dict)  # prompt variant -> how labels were found
     answers: dict[int, str] = field(default_factory=dict)  # sample row index -> greedy answer
     lm_eval: dict[str, dict[str, float]] = field(default_factory=dict)
+    preference: PreferenceScores | None = None  # its ranking of held-out preference pairs
 
     def best_variant(self) -> str | None:
         if not self.classification:
@@ -45,6 +46,8 @@ class ModelResult:
             out["best_prompt"] = self.best_variant()
         if self.lm_eval:
             out["lm_eval"] = self.lm_eval
+        if self.preference:
+            out["preference"] = self.preference.as_dict()
         return out
 
 
@@ -63,6 +66,7 @@ class EvalReport:
     general_data: str | None = None
     notes: list[str] = field(default_factory=list)
     min_f1: float | None = None  # --min-f1: a fixed bar the fine-tuned macro-F1 must beat
+    rewards: PreferenceScores | None = None  # preference pairs: DPO's implicit reward of fine-tuned over base
     # for the view, which does not import lorawiz.eval (dependencies point downward)
     role_names: ClassVar[Mapping[str, str]] = ROLE_NAMES
     forgetting_threshold: ClassVar[float] = FORGETTING_THRESHOLD
@@ -131,6 +135,8 @@ class EvalReport:
             bar = self.bar()
             if bar:
                 out["min_f1"] = {"bar": self.min_f1, "macro_f1": bar[1], "passed": bar[0]}
+        if self.rewards:
+            out["rewards"] = {"reward_accuracy": self.rewards.accuracy, "reward_margin": self.rewards.margin}
         if self.general_data:
             out["general_data"] = self.general_data
             out["change"]["general_perplexity"] = self.change("general", "perplexity")

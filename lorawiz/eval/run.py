@@ -76,6 +76,8 @@ def run_eval(request: EvalRequest, progress: Callable[[str], None] | None = None
         total = _counted(data_path, "--data")
         rows = rows_at(data_path, _sample_positions(total, request.max_samples))
         return run_head_eval(request, target, labels, rows, total, progress)
+    if _holds_pairs(_data_path(request.data)):  # preference pairs: ranked, not generated (lorawiz.eval.preference)
+        return _pairs_eval(request, target, progress)
     base = target.base if target.is_adapter else request.base
     compare = request.compare_base if request.compare_base is not None else base is not None
     if compare and base is None:
@@ -183,6 +185,30 @@ def _check_request(request: EvalRequest) -> None:
     if request.prompt_template is not None and "{input}" not in request.prompt_template:
         raise LorawizError("--prompt-template: the template has no {input}, where each row's prompt goes.",
                            hint="Write the prompt with {input} (and {labels} for the label list if you like).")
+
+
+def _holds_pairs(path: Path) -> bool:
+    from lorawiz.data.convert import resolve_shape
+    from lorawiz.data.formats import PREFERENCE, ConvertOptions
+
+    try:
+        return resolve_shape(path, ConvertOptions(preference=True))[0] == PREFERENCE
+    except LorawizError:
+        return False  # an unreadable file: the usual path says why
+
+
+def _pairs_eval(request: EvalRequest, target: Target, progress: Callable[[str], None]) -> EvalReport:
+    from lorawiz.data.formats import ConvertOptions
+    from lorawiz.eval.preference import check_pairs_request, run_pairs_eval
+
+    check_pairs_request(request)
+    path, opts = _data_path(request.data), ConvertOptions(preference=True)
+    try:
+        total = count_rows(path, opts, stopped="nothing was evaluated")
+    except LorawizError as exc:
+        raise LorawizError(f"--data {exc.message}", hint=exc.hint, exit_code=exc.exit_code) from exc
+    rows = rows_at(path, _sample_positions(total, request.max_samples), opts)
+    return run_pairs_eval(request, target, rows, total, _run_config(target), progress)
 
 
 def _data_path(path: str) -> Path:

@@ -14,9 +14,9 @@ from lorawiz.errors import LorawizError
 
 # adapter_config.json's keys (peft's LoraConfig) -> lorawiz's knobs: what a run starting from an adapter trains with
 # (its dropout is no weight: the run's own lora_dropout applies, lorawiz.train.backends.hf.start_adapter)
-ADAPTER_KNOBS = {"r": "lora_r", "lora_alpha": "lora_alpha", "target_modules": "lora_target_modules", "bias": "lora_bias", "use_dora": "use_dora",
-                 "use_rslora": "use_rslora", "modules_to_save": "modules_to_save",
-                 "layers_to_transform": "layers_to_transform"}
+ADAPTER_KNOBS = {"r": "lora_r", "lora_alpha": "lora_alpha", "target_modules": "lora_target_modules",
+                 "bias": "lora_bias", "use_dora": "use_dora", "use_rslora": "use_rslora",
+                 "modules_to_save": "modules_to_save", "layers_to_transform": "layers_to_transform"}
 
 
 def with_sources(resolved: Any) -> Any:

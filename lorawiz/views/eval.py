@@ -22,8 +22,34 @@ class _Table:
 
 def render_report(report: EvalReport, plain: bool) -> Any:
     """The report: plain lines (a list of str, tables tab-separated) when `plain`, else a Rich renderable."""
-    parts: list[Any] = [*_summary(report), *_classification(report), *_samples(report, plain), *_lm_eval(report)]
+    parts: list[Any] = [*_summary(report), *_preference(report), *_classification(report), *_samples(report, plain),
+                        *_lm_eval(report)]
     return _plain_lines(parts) if plain else _rich_group(parts)
+
+
+def _preference(report: EvalReport) -> list[Any]:
+    """Preference pairs: how often each model finds the chosen answer likelier, and the tuned model's reward."""
+    scores = {role: report.results[role].preference for role in report.roles}
+    if not any(scores.values()):
+        return []
+    compared = _compared(report)
+
+    def row(name: str, values: list[float], shown: Any, change: str) -> list[str]:
+        return [name, *map(shown, values), *([change] if compared else [])]
+
+    accuracy = [scores[role].accuracy for role in report.roles]
+    margin = [scores[role].margin for role in report.roles]
+    rows = [row("preference accuracy", accuracy, lambda v: f"{v:.1%}",
+                f"{(accuracy[-1] - accuracy[0]) * 100:+.1f} pts"),
+            row("log-prob margin (chosen - rejected)", margin, lambda v: f"{v:.3f}", f"{margin[-1] - margin[0]:+.3f}")]
+    pairs = scores[report.roles[0]].pairs
+    parts: list[Any] = [_Table(_headers(report), rows, f"Preference pairs on {report.data} ({pairs:,} pairs): the "
+                                                       "chosen answer likelier than the rejected one")]
+    if report.rewards is not None:
+        parts.append(f"reward accuracy {report.rewards.accuracy:.1%}, reward margin {report.rewards.margin:.4f}: how "
+                     "often (and by how much) fine-tuning raised the chosen answer's likelihood over the base more "
+                     "than the rejected one's")
+    return parts
 
 
 def _summary(report: EvalReport) -> list[Any]:

@@ -111,7 +111,22 @@ def test_write_triage_writes_both_splits_and_keeps_existing_files(tmp_path):
     with pytest.raises(LorawizError, match="already exists"):
         write_triage(tmp_path)
     assert write_triage(tmp_path, overwrite=True) == (train, validation)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["triage-train.jsonl", "triage-validation.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["triage-pairs-train.jsonl", "triage-pairs-validation.jsonl",
+                                                          "triage-train.jsonl", "triage-validation.jsonl"]
+
+
+def test_the_pairs_prefer_each_reports_category_over_another():
+    from lorawiz.builtin.triage import triage_pairs
+    from lorawiz.data.preference import convert_preference
+
+    for split in ("train", "validation"):
+        pairs, rows = triage_pairs(split), triage_rows(split)
+        assert len(pairs) == len(rows)
+        for pair, row in zip(pairs, rows, strict=True):
+            assert pair["prompt"] == row["messages"][:-1] and pair["chosen"] == row["messages"][-1:]
+            assert pair["rejected"][0]["content"] in CATEGORIES
+            assert pair["rejected"][0]["content"] != pair["chosen"][0]["content"]
+            assert convert_preference(pair) == pair  # already the canonical form
 
 
 # --- the tiny model -------------------------------------------------------------------------------------------------

@@ -81,11 +81,12 @@ MEASURED = json.loads((REPO / "bench" / "results" / "memory_truth.json").read_te
 def shape_of(cell: dict) -> TrainingShape:
     """A bench/memory_truth.py cell as the estimator sees it: on CPU, so no CUDA context or allocator slack."""
     targets = cell["targets"] if cell["targets"] == "all-linear" else tuple(cell["targets"].split(","))
+    dpo = cell.get("method", "sft") == "dpo"
     return TrainingShape(precision="bf16", quantization=cell["quantization"], lora_r=cell["rank"],
                          target_modules=targets, optimizer="adamw_torch", micro_batch=cell["micro_batch"],
                          seq_len=cell["seq"], gradient_checkpointing=cell["checkpointing"],
-                         lora_dropout=cell["dropout"], loss="nll" if cell["loss"] == "nll" else "chunked_nll",
-                         on_gpu=False)
+                         lora_dropout=cell["dropout"], on_gpu=False, sequences=2 if dpo else 1,
+                         loss="dpo" if dpo else "nll" if cell["loss"] == "nll" else "chunked_nll")
 
 
 @pytest.mark.parametrize("result", MEASURED, ids=[result["name"] for result in MEASURED])

@@ -166,3 +166,29 @@ def test_held_out_rows_are_not_counted_as_training_rows():
     with_val = recommend(parse_hardware_spec("a100-80gb"), find_model("meta-llama/Llama-3.2-1B"), DATA,
                          settings={"validation_file": "val.jsonl"})
     assert with_val.train_rows == DATA.rows
+
+
+def test_dpo_takes_its_own_rate_beta_and_epochs_and_plans_two_sequences_a_pair():
+    from lorawiz.memory import TrainingShape, estimate_memory, loss_bytes
+
+    hardware, model = parse_hardware_spec("a100-80gb"), find_model("meta-llama/Llama-3.1-8B")
+    sft = recommend(hardware, model, DATA)
+    dpo = recommend(hardware, model, DATA, settings={"method": "dpo"})
+    assert (dpo.value("learning_rate"), dpo.value("beta"), dpo.value("num_train_epochs")) == (5e-5, 0.1, 1.0)
+    assert dpo.value("lora_dropout") == 0.0 and "beta" not in sft.values
+    assert "DPO" in dpo.values["learning_rate"].reason
+    # a pair puts its chosen and its rejected answer through the model at once: the micro-batch that fits halves
+    assert dpo.value("per_device_train_batch_size") < sft.value("per_device_train_batch_size")
+    shape = TrainingShape(micro_batch=2, seq_len=1024)
+    pair = TrainingShape(micro_batch=2, seq_len=1024, sequences=2, loss="dpo")
+    one, two = estimate_memory(model, shape), estimate_memory(model, pair)
+    assert two["activations"] == 2 * one["activations"]
+    # whole logits of policy and reference, not TRL's 256-token chunks
+    assert loss_bytes(model, pair)[0] > 2 * loss_bytes(model, shape)[0]
+    assert two.total > one.total
+
+
+def test_a_users_dpo_rate_wins():
+    plan = recommend(parse_hardware_spec("a100-80gb"), find_model("meta-llama/Llama-3.1-8B"), DATA,
+                     given=user(learning_rate=1e-6), settings={"method": "dpo"})
+    assert plan.value("learning_rate") == 1e-6 and plan.values["learning_rate"].source.kind == "flag"

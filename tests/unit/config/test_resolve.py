@@ -117,7 +117,9 @@ def test_schema_covers_exactly_the_documented_keys():
                                                    # issue 18: how several GPUs share a run
                                                    "parallelism", "cpu_offload",
                                                    # issue 19: a sequence-classification head
-                                                   "head", "labels"}
+                                                   "head", "labels",
+                                                   # issue 19, point 1: preference tuning
+                                                   "method", "beta", "from_adapter"}
 
 
 def test_sectioned_yaml_and_mixed_layouts_load(tmp_path):
@@ -225,6 +227,9 @@ training:
         ("val_split: 0\neval_strategy: steps\n", "evaluation is on but there is no validation data"),
         ("greater_is_better: true\n", "eval_loss is a loss"),
         ("load_in_4bit: true\nload_in_8bit: true\n", "load_in_4bit and load_in_8bit are both true"),
+        ("beta: 0.2\n", "beta is DPO's setting, but the method is sft"),
+        ("method: dpo\ntask: classification\nhead: sequence\n", "dpo tunes a language model's answers"),
+        ("method: dpo\npacking: true\n", "dpo compares whole answers pair by pair"),
     ],
 )
 def test_cross_field_checks(tmp_path, text, expected):

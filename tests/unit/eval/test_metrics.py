@@ -90,3 +90,16 @@ def test_normalise_and_loss_helpers():
     assert relative_change(2.0, 2.2) == pytest.approx(0.1)
     assert relative_change(0.0, 1.0) is None
     assert relative_change(math.inf, 1.0) is None
+
+
+def test_preference_scores_count_pairs_whose_chosen_answer_is_likelier():
+    from lorawiz.eval.metrics import preference_scores, reward_scores
+
+    scores = preference_scores([-1.0, -2.0, -3.0, -0.5], [-2.0, -1.0, -4.0, -0.5])
+    assert scores.pairs == 4 and scores.accuracy == 0.5  # a tie is no preference
+    assert scores.margin == pytest.approx((1 - 1 + 1 + 0) / 4)
+    # DPO's implicit reward: beta x the log-ratio to the reference, chosen against rejected (TRL's rewards/*)
+    tuned, base = ([-1.0, -3.0], [-5.0, -2.0]), ([-2.0, -2.0], [-4.0, -4.0])
+    rewards = reward_scores(0.1, tuned, base)
+    assert rewards.accuracy == 0.5  # pair 1: +0.1 vs -0.1; pair 2: -0.1 vs +0.2
+    assert rewards.margin == pytest.approx(((0.1 + 0.1) + (-0.1 - 0.2)) / 2)

@@ -1,0 +1,101 @@
+"""Preference tuning end to end on builtin:tiny: `lorawiz train --method dpo` on preference pairs, from a new adapter
+(the reference is the base: the adapter off) and from an SFT run's adapter (`--from-adapter`: the reference is that
+adapter as loaded), through TRL's DPOTrainer; its reward margin and preference accuracy in metrics.jsonl and the
+log; and the refusals: a file of conversations, LoRA settings the starting adapter cannot take."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+
+import pytest
+
+from tests.conftest import lorawiz_exe, subprocess_env
+
+
+def run(*args, cwd):
+    return subprocess.run([lorawiz_exe(), *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          env=subprocess_env(), stdin=subprocess.DEVNULL, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    from lorawiz.builtin.triage import triage_pairs
+
+    folder = tmp_path_factory.mktemp("pairs")
+    train, val = folder / "pairs.jsonl", folder / "pairs-val.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in triage_pairs("train")[:64]))
+    val.write_text("".join(json.dumps(r) + "\n" for r in triage_pairs("validation")[:16]))
+    return train, val
+
+
+def dpo(folder, name, pairs, *extra):
+    train, val = pairs
+    done = run("train", "--model", "builtin:tiny", "--data", train, "--val-data", val, "--method", "dpo",
+               "--max-steps", "4", "--learning-rate", "1e-3", "--set", "eval_steps=2", "--set", "save_steps=2",
+               "--plain", "-o", folder / name, *extra, cwd=folder)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done, folder / name
+
+
+def records(out, kind):
+    return [row for row in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if row["type"] == kind]
+
+
+@pytest.fixture(scope="module")
+def sft_run(data, tmp_path_factory):
+    train, val = data
+    folder = tmp_path_factory.mktemp("sft")
+    done = run("train", "--model", "builtin:tiny", "--data", train, "--val-data", val, "--max-steps", "8",
+               "--learning-rate", "3e-3", "--lora-r", "4", "--set", "eval_strategy=no", "--set",
+               "load_best_model_at_end=false", "--set", "early_stopping_patience=0", "--plain", "-o",
+               folder / "sft", cwd=folder)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return folder / "sft"
+
+
+def test_dpo_from_a_new_adapter_starts_at_the_reference_and_logs_preference_scores(pairs, tmp_path):
+    done, out = dpo(tmp_path, "dpo", pairs)
+    first = records(out, "train")[0]
+    # the reference is the base with the adapter off, and a new adapter computes the base: log(2) exactly
+    assert math.isclose(first["loss"], math.log(2), abs_tol=1e-4)
+    evals = records(out, "eval")
+    assert evals and all("eval_rewards/accuracies" in row and "eval_rewards/margins" in row for row in evals)
+    assert "preference accuracy" in done.stdout and "reward margin" in done.stdout
+    assert "beta = 0.1" in done.stdout and "learning_rate = 0.001" in done.stdout
+    saved = json.loads((out / "adapter_config.json").read_text())
+    assert saved["peft_type"] == "LORA" and not (out / "ref").exists()
+
+
+def test_dpo_from_an_sft_adapter_trains_that_adapter_against_itself(pairs, sft_run, tmp_path):
+    from safetensors.torch import load_file
+
+    done, out = dpo(tmp_path, "dpo", pairs, "--from-adapter", sft_run)
+    assert "lora_r = 4" in done.stdout and "from_adapter" in done.stdout
+    first = records(out, "train")[0]
+    # the reference is the SFT adapter as loaded: the policy starts equal to it (against the base, the SFT
+    # adapter's margins would make the first loss differ from log 2)
+    assert math.isclose(first["loss"], math.log(2), abs_tol=1e-4)
+    before, after = load_file(sft_run / "adapter_model.safetensors"), load_file(out / "adapter_model.safetensors")
+    assert before.keys() == after.keys()
+    moved = max((after[k] - before[k]).abs().max().item() for k in before)
+    size = max(before[k].abs().max().item() for k in before if "lora_B" in k)
+    assert 0 < moved < size  # trained on from the SFT weights, not from a new adapter (whose B starts at zero)
+    assert not (out / "ref").exists()  # TRL's frozen reference copy is not part of the run's adapter
+
+
+def test_a_starting_adapter_refuses_another_rank(pairs, sft_run, tmp_path):
+    train, _ = pairs
+    done = run("train", "--data", train, "--method", "dpo", "--from-adapter", sft_run, "--lora-r", "16",
+               "--dry-run", "-o", tmp_path / "x", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "lora_r 16 cannot apply" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_dpo_refuses_a_file_of_conversations(data, tmp_path):
+    train, _ = data
+    done = run("train", "--model", "builtin:tiny", "--data", train, "--method", "dpo", "--dry-run", "-o",
+               tmp_path / "x", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--method dpo learns from preference pairs" in done.stderr and "messages rows" in done.stderr
