@@ -204,6 +204,11 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
         choose("group_by_length", True, "on: rows of similar length share a batch, so batches carry little padding "
                                         "(9% instead of 60%: 2.2x real tokens/s in bench/train_speed.py)")
 
+    if method == "dpo":
+        plan.notes.append(f"DPO: a micro-batch of {micro:,} pairs puts {2 * micro:,} sequences through the model "
+                          "(each chosen and rejected answer), and the reference's forward pass over them ("
+                          + ("from_adapter's frozen copy" if settings.get("from_adapter") else "the adapter off")
+                          + ", no gradients); memory and time count both")
     final = shape(quant, micro, bool(ckpt))
     plan.memory = estimate_memory(model, final)
     plan.fits = plan.memory.total <= budget

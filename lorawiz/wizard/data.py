@@ -42,9 +42,10 @@ def choose_data(flag_value: str | None, prompter: Prompter) -> str | None:
 def inspect_data(data: str, prompter: Prompter) -> Any:
     """The data's statistics (as `lorawiz inspect` measures them), said in one line."""
     from lorawiz.builtin import local_path
+    from lorawiz.data.formats import ConvertOptions
     from lorawiz.data.stats import inspect_file
 
-    stats = inspect_file(local_path(data))
+    stats = inspect_file(local_path(data), opts=ConvertOptions(preference=True))  # pairs too: they train with DPO
     bad = sum(e["count"] for e in stats.bad_rows.values())
     prompter.say(f"data: {stats.rows:,} rows, shape {stats.shape} ({stats.shape_reason}); {stats.length.unit} p50 "
                  f"{stats.length.p50:,}, p95 {stats.length.p95:,}, p99 {stats.length.p99:,}"
@@ -56,6 +57,8 @@ def suggested_task(data: str, stats: Any) -> str:
     """classification when the answers are a few repeated short labels (the rule lorawiz eval applies), else chat."""
     if stats.shape == "classification":
         return "classification"
+    if stats.shape == "preference":
+        return "chat"
     from lorawiz.builtin import local_path
     from lorawiz.data.convert import iter_canonical
     from lorawiz.data.formats import ConvertOptions, RowProblem
@@ -120,7 +123,7 @@ def prepare_data(data: str, stats: Any, opts: Any, prompter: Prompter, task: str
         return data, opts.val_data
     path = Path(data)
     bad = sum(e["count"] for e in stats.bad_rows.values())
-    if stats.shape not in ("messages", "text") or bad:
+    if stats.shape not in ("messages", "text", "preference") or bad:
         why = "has bad rows" if bad else f"is in {stats.shape} shape"
         if prompter.confirm(f"The file {why}. Write a clean chat copy to {_numbered(path, 'chat', 1)} (lorawiz format"
                             f"{' --skip-bad' if bad else ''})?", default=bool(bad)):

@@ -8,7 +8,7 @@ Each step reads its flag first and asks only when the flag was not given. The en
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -279,6 +279,10 @@ def _journey(opts: InitOptions, prompter: Prompter) -> WizardResult:
     prompter.raise_missing()
     stats = inspect_data(data, prompter)  # first, so that the task question can default from what is in it
     task, preset = choose_task_and_preset(opts, prompter, suggested_task(data, stats))
+    if stats.shape == "preference" and not any(item.split("=")[0].strip().endswith("method")
+                                               for item in opts.set_items):
+        prompter.say("the data holds preference pairs (chosen/rejected): the run trains with DPO (--set method=dpo)")
+        opts = replace(opts, set_items=[*opts.set_items, "method=dpo"])
     data, val = prepare_data(data, stats, opts, prompter, task)
     output_dir = opts.output_dir or f"outputs/{_slug(model)}-{_slug(Path(data).stem.split('.')[0])}"
     config_out = Path(opts.config_out or "lorawiz.yaml")

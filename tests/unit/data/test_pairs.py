@@ -146,5 +146,6 @@ def test_inspect_reads_pairs_as_their_prompt_and_longer_answer(tmp_path):
     source = write_pairs(tmp_path / "pairs.jsonl", pair_rows())
     stats = inspect_file(source, opts=ConvertOptions(preference=True))
     assert stats.shape == "preference" and stats.rows == len(pair_rows())
-    assert stats.roles["assistant"] == len(pair_rows())  # one answer a pair: the longer
+    # one answer a pair (the longer), and the multi-turn prompt's earlier assistant turn
+    assert stats.roles["assistant"] == len(pair_rows()) + 1 and stats.roles["user"] == len(pair_rows()) + 1
     assert stats.turns["max"] == 4  # the multi-turn prompt and its answer
