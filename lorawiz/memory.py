@@ -61,6 +61,12 @@ NLL_LOGIT_BYTES = 4 + 4 + 4
 # 1,024 tokens: 500 MiB of bf16 [1024, 256000] beside the three fp32 tensors; the held-out cell was 5.3% under
 # before this term).
 
+# TRL's DPOTrainer and KTOTrainer (1.14) take the answers' log-probabilities from the whole logits: the backward of
+# its selective log-softmax holds four [tokens, vocab] fp32 tensors (the upcast logits, its stacked rows, the
+# gradient buffer and its scatter; measured on Llama-3.2-1B, DPO at 2 x 512 tokens: 4 x 500 MiB). The reference's
+# logits are freed before then. This is the CPU path; on CUDA, TRL's fused Triton kernel may hold less.
+PREFERENCE_LOGIT_BYTES = 4 * 4
+
 # Architectures transformers runs with eager attention (no SDPA path: gpt-oss's attention sinks), which keeps each
 # head's [seq, seq + 1] softmax for backward (modeling_gpt_oss.eager_attention_forward).
 EAGER_ATTENTION = frozenset({"gpt_oss"})
@@ -85,7 +91,8 @@ class TrainingShape:
     seq_len: int = 2048
     gradient_checkpointing: bool = True
     lora_dropout: float = 0.0
-    loss: str = "chunked_nll"  # TRL's loss_type: chunked_nll (its default) or nll; head: a sequence head's scores
+    loss: str = "chunked_nll"  # TRL's loss_type: chunked_nll (its default) or nll; head: a sequence head's scores;
+    # preference: DPO's and KTO's log-probabilities from whole logits
     gradient_accumulation: int = 1  # above 1 the adapter gradients stay alive through the forward passes too
     on_gpu: bool = True  # False: CPU training, no CUDA context or allocator slack
     adapted_layers: int | None = None  # layers_to_transform: how many decoder layers get adapters (None: all)
@@ -93,6 +100,7 @@ class TrainingShape:
     shards: int = 1  # the GPUs (of all machines) that sharded weights, adapters and optimizer states divide among
     offload: bool = False  # sharded parameters, gradients and optimizer states kept in CPU RAM (FSDP/ZeRO offload)
     sequences: int = 1  # sequences a row puts through the model: 2 for a DPO pair (chosen and rejected at once)
+    passes_without_gradients: int = 0  # forward passes that train nothing: DPO's and KTO's reference (and KL)
 
     @property
     def tokens(self) -> int:
@@ -245,8 +253,8 @@ def backward_temporary_bytes(model: Any, shape: TrainingShape) -> tuple[float, s
 def loss_for(settings: Any) -> str:
     """TrainingShape.loss for a run's settings: a sequence head's scores, DPO's log-probabilities, else TRL's
     chunked loss."""
-    if settings.get("method") == "dpo":
-        return "dpo"
+    if settings.get("method") in ("dpo", "kto"):
+        return "preference"
     return "head" if settings.get("head") == "sequence" else "chunked_nll"
 
 
@@ -255,10 +263,10 @@ def loss_bytes(model: Any, shape: TrainingShape) -> tuple[float, str]:
     tokens = shape.tokens
     if shape.loss == "head":  # the last token's hidden state times the score head: [rows, labels], no vocabulary
         return 0.0, f"{shape.micro_batch} rows x the labels' scores (a sequence head: no vocabulary-sized logits)"
-    if shape.loss == "dpo":  # the policy's whole logits saved for backward, and the reference's beside them
-        size = tokens * model.vocab * (NLL_LOGIT_BYTES + DTYPE_BYTES[shape.precision])
-        return size, (f"{tokens:,} tokens (chosen and rejected) x {model.vocab:,} vocab x ({NLL_LOGIT_BYTES} + "
-                      f"{DTYPE_BYTES[shape.precision]}) B (whole logits, policy and reference)")
+    if shape.loss == "preference":  # whole logits: TRL's DPO and KTO take log-probabilities from them
+        size = tokens * model.vocab * PREFERENCE_LOGIT_BYTES
+        return size, (f"{tokens:,} tokens x {model.vocab:,} vocab x {PREFERENCE_LOGIT_BYTES} B (whole logits, in "
+                      "the log-softmax's backward)")
     if shape.loss == "nll":
         per = NLL_LOGIT_BYTES + (DTYPE_BYTES[shape.precision] if model.architecture in LOGIT_SOFTCAPPING else 0)
         size = tokens * model.vocab * per

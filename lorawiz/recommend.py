@@ -15,7 +15,7 @@ from typing import Any
 from lorawiz.fitting import MEMORY_BUDGET, cheapest_fix
 from lorawiz.lora_size import adapted_layer_count
 from lorawiz.memory import GIB, MemoryBreakdown, TrainingShape, estimate_memory, loss_for
-from lorawiz.methods import method_choices, sequences_per_row
+from lorawiz.methods import forward_passes_without_gradients, method_choices, rows_per_example, sequences_per_row
 from lorawiz.parallelism import UNVERIFIED_SHARDED_4BIT, Layout, candidates, choose_layout
 from lorawiz.rules import dropout_for, effective_batch_for, epochs_for, rank_for, warmup_ratio_for
 from lorawiz.throughput import TimeEstimate, estimate_time
@@ -156,12 +156,14 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
                              optimizer=optim, micro_batch=micro, seq_len=seq_len, gradient_checkpointing=ckpt,
                              lora_dropout=dropout, on_gpu=gpu, adapted_layers=adapted, loss=loss_for(settings),
                              sequences=sequences_per_row(method),
+                             passes_without_gradients=forward_passes_without_gradients(method),
                              **(layout or plan.layout).shape_fields())
 
     ram_budget = hardware.ram_bytes * MEMORY_BUDGET if hardware.ram_bytes else None
     quant = _choose_layout(model, hardware, shape, budget, ram_budget, fixed, plan, choose)
     rows = data.rows or 0
-    train_rows = rows - held_out_rows(rows, settings) if rows else 0
+    # KTO learns each answer of a pair as a row of its own (lorawiz.methods)
+    train_rows = (rows - held_out_rows(rows, settings)) * rows_per_example(method) if rows else 0
     target_batch = effective_batch_for(train_rows or None)
     devices = plan.layout.world
     micro, ckpt = _choose_micro_batch(model, shape, quant, budget, max(1, target_batch // devices), fixed)
@@ -183,7 +185,7 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
         lr, lr_why = lr / 2, f"rank {rank}: {lr / 2:g}, half the usual rate, since alpha = 2r makes large-rank " \
                              "updates bigger"
     choose("learning_rate", lr, lr_why)
-    if method == "dpo":
+    if "beta" in by_method:
         choose("beta", *by_method["beta"])
     epochs = choose("num_train_epochs", *epochs_for(train_rows or None))
     choose("lr_scheduler_type", "cosine", "cosine decay: the common choice for LoRA fine-tuning")
@@ -209,6 +211,10 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
                           "(each chosen and rejected answer), and the reference's forward pass over them ("
                           + ("from_adapter's frozen copy" if settings.get("from_adapter") else "the adapter off")
                           + ", no gradients); memory and time count both")
+    if method == "kto":
+        plan.notes.append("KTO: each pair is two rows, its chosen answer desirable and its rejected one not; each "
+                          "row also goes through the reference, and a neighbour's answer through both for the KL "
+                          "term (no gradients); memory and time count them")
     final = shape(quant, micro, bool(ckpt))
     plan.memory = estimate_memory(model, final)
     plan.fits = plan.memory.total <= budget

@@ -39,14 +39,14 @@ def estimate_time(model: Any, hardware: Any, data: Any, shape: TrainingShape, st
 
     LoRA with a frozen base costs ~4N FLOPs a token (forward 2N, backward through activations 2N, no weight
     gradients; Kaplan et al. 2020 count 6N for full training), plus 2N more when checkpointing recomputes the
-    forward pass. DPO puts both answers of a pair through (shape.sequences) and the reference's forward pass over
-    the same tokens, without gradients: 2N more.
+    forward pass. DPO puts both answers of a pair through (shape.sequences), and preference methods add forward
+    passes that train nothing (the reference's, KTO's KL term): 2N a token each.
     """
     if not data.rows or not data.mean_tokens:
         return None
     tokens = int(steps * effective_batch * shape.sequences
                  * (shape.seq_len if shape.micro_batch > 1 else data.mean_tokens))
-    per_token = ((6 if shape.gradient_checkpointing else 4) + (2 if shape.loss == "dpo" else 0)) * model.parameters()[
+    per_token = ((6 if shape.gradient_checkpointing else 4) + 2 * shape.passes_without_gradients) * model.parameters()[
         "total"]
     if hardware.is_cpu_only:
         flops, assumption = CPU_FLOPS, "CPU at ~100 GFLOP/s"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 TASKS = ("chat", "instruction", "code", "domain", "classification")
-METHODS = ("sft", "dpo")
+METHODS = ("sft", "dpo", "kto")
 OPTIMIZERS = (
     "adamw_torch",
     "adamw_torch_fused",
@@ -130,11 +130,11 @@ SECTIONS: dict[str, tuple[Knob, ...]] = {
            "default: every layer): fewer trainable parameters, less capacity."),
     ),
     "training": (
-        _k("method", Literal[METHODS], "sft", "How the adapter learns: sft (supervised: the data's answers) or dpo "
-           "(preference pairs: the chosen answer over the rejected one, Rafailov et al. 2023, through TRL's "
-           "DPOTrainer)."),
-        _k("beta", float, None, "DPO's beta: how far the tuned model may move from the reference (higher keeps it "
-           "closer); dpo only.", auto=True, gt=0.0),
+        _k("method", Literal[METHODS], "sft", "How the adapter learns: sft (supervised: the data's answers), dpo "
+           "(preference pairs: the chosen answer over the rejected one, Rafailov et al. 2023, TRL's DPOTrainer) or "
+           "kto (each answer on its own as desirable or not, Ethayarajh et al. 2024, TRL's KTOTrainer)."),
+        _k("beta", float, None, "DPO's and KTO's beta: how far the tuned model may move from the reference (higher "
+           "keeps it closer); dpo and kto only.", auto=True, gt=0.0),
         _k("learning_rate", float, None, "Peak learning rate: too high diverges, too low learns slowly.",
            auto=True, gt=0.0),
         _k("num_train_epochs", float, None, "Passes over the training data: more can overfit small datasets.",

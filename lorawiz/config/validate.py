@@ -357,4 +357,12 @@ def _method_problems(cfg: Any, src: Any) -> list[Problem]:
     if data.packing:
         found.append(Problem(src("method", "packing"), f"{train.method} compares whole answers pair by pair; packing "
                                                        "joins rows into one sequence. Set packing: false."))
+    if train.method == "kto" and train.per_device_train_batch_size == 1:
+        found.append(Problem(src("method", "per_device_train_batch_size"),
+                             "kto estimates its KL term from the other answers of a micro-batch, so "
+                             "per_device_train_batch_size must be at least 2 (TRL's KTOTrainer refuses 1)."))
+    if train.method == "kto" and data.group_by_length:
+        found.append(Problem(src("method", "group_by_length"), "kto pairs each answer with its micro-batch "
+                                                               "neighbours' for its KL term, in a fixed order. Set "
+                                                               "group_by_length: false."))
     return found

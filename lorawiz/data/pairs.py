@@ -73,3 +73,16 @@ def encode_pair_batch(batch: dict[str, list], tokenizer: Any) -> Any:
                      "first_trained": pa.array(prompt, pa.int32()),
                      "trained": pa.array([len(c) + len(r) for _, c, r in encoded], pa.int32()),
                      "group": pa.array([stable_key({"messages": row["prompt"]}) for row in rows], pa.int64())})
+
+
+def with_kl_answers(collate: Any) -> Any:
+    """TRL's KTO collator, given each row's KL answer as TRL's KTOTrainer._prepare_dataset makes it (trl 1.14-1.16):
+    the answers rotated by one within the batch, (x_1, y_n), (x_2, y_1), ..., (x_n, y_{n-1}), so each prompt is
+    scored with another row's answer for the KL estimate."""
+
+    def collated(examples: list[dict[str, Any]]) -> Any:
+        answers = [example["completion_ids"] for example in examples]
+        rotated = [answers[-1], *answers[:-1]]
+        return collate([{**example, "KL_completion_ids": kl} for example, kl in zip(examples, rotated, strict=True)])
+
+    return collated

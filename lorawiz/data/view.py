@@ -123,10 +123,16 @@ def training_view(tokenised: TokenisedFile, indices: Any, max_seq_length: int, *
     return View(dataset, **stats)
 
 
-def pair_view(tokenised: TokenisedFile, indices: Any, max_seq_length: int) -> View:
+def pair_view(tokenised: TokenisedFile, indices: Any, max_seq_length: int, unpaired_seed: int | None = None
+              ) -> View:
     """Preference pairs (lorawiz.data.pairs) at `indices` (None: all), as DPOTrainer takes them: pairs whose prompt
     alone fills max_seq_length dropped (TRL drops them too: nothing of either answer would be left), the rest left
-    whole for its collator, which cuts each sequence at max_length (its keep_start truncation)."""
+    whole for its collator, which cuts each sequence at max_length (its keep_start truncation).
+
+    With `unpaired_seed`, as KTOTrainer takes them: each pair as two rows, {prompt_ids, completion_ids, label},
+    label true for the chosen answer and false for the rejected one (what TRL's unpair_preference_dataset makes of
+    a pair), in an order shuffled once with the seed (KTO reads its rows in sequence). Still a view: both sides
+    are the memory-mapped columns, the order an index."""
     import numpy as np
     import pyarrow.compute as pc
 
@@ -135,6 +141,8 @@ def pair_view(tokenised: TokenisedFile, indices: Any, max_seq_length: int) -> Vi
     length, prompt = tokenised.column("length"), tokenised.column("first_trained")
     picked = np.arange(len(length)) if indices is None else np.asarray(indices, dtype=np.int64)
     keep = picked[prompt[picked] < max_seq_length]
+    if unpaired_seed is not None:
+        return _unpaired(tokenised, keep, picked, max_seq_length, unpaired_seed)
     room = max_seq_length - prompt[keep]
     answers = [np.asarray(pc.list_value_length(tokenised.dataset.data.column(side)).to_numpy())[keep]
                for side in ("chosen_ids", "rejected_ids")]
@@ -144,6 +152,31 @@ def pair_view(tokenised: TokenisedFile, indices: Any, max_seq_length: int) -> Vi
     return View(dataset, rows=int(len(keep)), truncated=int((length[picked] > max_seq_length).sum()),
                 dropped=int(len(picked) - len(keep)), trained_tokens=trained, total_tokens=int(length[picked].sum()),
                 lengths=np.minimum(length[keep], max_seq_length))
+
+
+def _unpaired(tokenised: TokenisedFile, keep: Any, picked: Any, max_seq_length: int, seed: int) -> View:
+    import numpy as np
+    import pyarrow.compute as pc
+    from datasets import Dataset, concatenate_datasets
+
+    count = len(tokenised.dataset)
+    sides = []
+    for side, desirable in (("chosen_ids", True), ("rejected_ids", False)):
+        answers = tokenised.dataset.select_columns(["prompt_ids", side]).rename_column(side, "completion_ids")
+        labels = Dataset.from_dict({"label": np.full(count, desirable)})
+        sides.append(concatenate_datasets([answers, labels], axis=1))
+    rows = np.concatenate([keep, keep + count])  # row i of the file: its chosen answer at i, its rejected at count+i
+    rows = rows[np.random.default_rng(seed).permutation(len(rows))]
+    lengths = np.concatenate([np.asarray(pc.list_value_length(tokenised.dataset.data.column(side)).to_numpy())
+                              for side in ("chosen_ids", "rejected_ids")]) + np.tile(tokenised.column("first_trained"),
+                                                                                      2)
+    both = concatenate_datasets(sides)
+    dataset = _indexed(both, rows, f"{tokenised.entry.name}:{max_seq_length}:unpaired:{seed}")
+    cut = np.minimum(lengths[rows], max_seq_length)
+    return View(dataset, rows=len(rows), truncated=int((lengths[rows] > max_seq_length).sum()),
+                dropped=2 * int(len(picked) - len(keep)),
+                trained_tokens=int((cut - tokenised.column("first_trained")[rows % count]).sum()),
+                total_tokens=int(lengths[rows].sum()), lengths=cut)
 
 
 def _indexed(dataset: Any, positions: Any, key: str) -> Any:

@@ -113,10 +113,11 @@ def prepare_data(cfg: Any, run: RunData) -> PreparedData:
     evaluating = cfg.logging.eval_strategy != "no"
     max_len = planned(cfg, "max_seq_length")
     train_idx, val = None, None
+    unpaired = cfg.training.seed if cfg.training.method == "kto" else None  # KTO: each answer a row of its own
 
     def view(tokenised: Any, indices: Any, length: int) -> Any:  # the validation side's
         if tokenised.shape == PREFERENCE:
-            return pair_view(tokenised, indices, length)
+            return pair_view(tokenised, indices, length, unpaired_seed=unpaired)
         return training_view(tokenised, indices, length, name="validation")
 
     if run.validation is not None and evaluating:
@@ -125,7 +126,7 @@ def prepare_data(cfg: Any, run: RunData) -> PreparedData:
         train_idx, val_idx = holdout(run.train, data.val_split, cfg.training.seed)
         val = view(run.train, val_idx, max_len)
     if run.train.shape == PREFERENCE:
-        return _prepared_pairs(run, train_idx, val, max_len, evaluating)
+        return _prepared_pairs(run, train_idx, val, max_len, evaluating, unpaired)
     train = training_view(run.train, train_idx, max_len, name="train")
     if not train.rows:
         raise LorawizError("no training example has an answer token left within max_seq_length.",
@@ -152,8 +153,10 @@ def prepare_data(cfg: Any, run: RunData) -> PreparedData:
     return PreparedData(run.tokenizer, train_set, eval_set, stats, first, run.train.entry, train.lengths)
 
 
-def _prepared_pairs(run: RunData, train_idx: Any, val: Any, max_len: int, evaluating: bool) -> PreparedData:
-    """Preference pairs as DPOTrainer takes them (lorawiz.data.view.pair_view)."""
+def _prepared_pairs(run: RunData, train_idx: Any, val: Any, max_len: int, evaluating: bool,
+                    unpaired_seed: int | None) -> PreparedData:
+    """Preference pairs as DPOTrainer takes them (lorawiz.data.view.pair_view), or, with `unpaired_seed`, as KTO's
+    rows: each answer a row of its own, shuffled once with the seed."""
     from lorawiz.data.masking import IGNORE_INDEX
     from lorawiz.data.view import pair_view
 
@@ -164,10 +167,13 @@ def _prepared_pairs(run: RunData, train_idx: Any, val: Any, max_len: int, evalua
     if evaluating and not (val and val.rows):
         raise LorawizError(f"every validation pair's prompt fills max_seq_length {max_len}, so the run cannot "
                            "evaluate.", hint="Raise --max-seq-length, give other --val-data, or set eval_strategy: no.")
-    stats = {"train_rows": train.rows, "val_rows": val.rows if val else 0, "truncated": train.truncated,
-             "dropped": train.dropped, "trained_tokens": train.trained_tokens, "total_tokens": train.total_tokens}
     first = train.dataset[0]
-    return PreparedData(run.tokenizer, train.dataset, val.dataset if val else None, stats,
-                        {"input_ids": first["prompt_ids"] + first["chosen_ids"],
-                         "labels": [IGNORE_INDEX] * len(first["prompt_ids"]) + first["chosen_ids"]},
-                        run.train.entry, train.lengths)
+    first = {"input_ids": first["prompt_ids"] + first["chosen_ids"],
+             "labels": [IGNORE_INDEX] * len(first["prompt_ids"]) + first["chosen_ids"]}
+    train_set, eval_set, lengths = train.dataset, val.dataset if val else None, train.lengths
+    if unpaired_seed is not None:  # KTO reads its rows in sequence: no length grouping
+        train_set, lengths = pair_view(run.train, train_idx, max_len, unpaired_seed=unpaired_seed).dataset, None
+    stats = {"train_rows": len(train_set), "val_rows": len(eval_set) if eval_set is not None else 0,
+             "truncated": train.truncated, "dropped": train.dropped, "trained_tokens": train.trained_tokens,
+             "total_tokens": train.total_tokens}
+    return PreparedData(run.tokenizer, train_set, eval_set, stats, first, run.train.entry, lengths)

@@ -94,6 +94,27 @@ def dpo_trainer_class(lengths: Any = None) -> type:
     return LorawizDPOTrainer
 
 
+def kto_trainer_class(lengths: Any = None) -> type:
+    """TRL's KTOTrainer, as sft_trainer_class serves it, taking lorawiz's unpaired rows (lorawiz.data.pairs) as they
+    are, and giving each row its KL answer in the collator, as TRL's _prepare_dataset would have."""
+    from trl import KTOTrainer
+
+    class LorawizKTOTrainer(_lorawiz_trainer(KTOTrainer, lengths)):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if self.calculate_KL:
+                from lorawiz.data.pairs import with_kl_answers
+
+                self.data_collator = with_kl_answers(self.data_collator)
+
+        def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
+            if {"prompt_ids", "completion_ids", "label"} <= set(getattr(dataset, "column_names", ())):
+                return dataset  # lorawiz.data.view.pair_view unpaired them and dropped the rows TRL drops
+            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+
+    return LorawizKTOTrainer
+
+
 def trainer_class(lengths: Any = None) -> type:
     """transformers' Trainer (a sequence-classification head trains with it), as sft_trainer_class serves it."""
     from transformers import Trainer

@@ -81,12 +81,15 @@ MEASURED = json.loads((REPO / "bench" / "results" / "memory_truth.json").read_te
 def shape_of(cell: dict) -> TrainingShape:
     """A bench/memory_truth.py cell as the estimator sees it: on CPU, so no CUDA context or allocator slack."""
     targets = cell["targets"] if cell["targets"] == "all-linear" else tuple(cell["targets"].split(","))
-    dpo = cell.get("method", "sft") == "dpo"
+    from lorawiz.methods import forward_passes_without_gradients, sequences_per_row
+
+    method = cell.get("method", "sft")
     return TrainingShape(precision="bf16", quantization=cell["quantization"], lora_r=cell["rank"],
                          target_modules=targets, optimizer="adamw_torch", micro_batch=cell["micro_batch"],
                          seq_len=cell["seq"], gradient_checkpointing=cell["checkpointing"],
-                         lora_dropout=cell["dropout"], on_gpu=False, sequences=2 if dpo else 1,
-                         loss="dpo" if dpo else "nll" if cell["loss"] == "nll" else "chunked_nll")
+                         lora_dropout=cell["dropout"], on_gpu=False, sequences=sequences_per_row(method),
+                         loss="preference" if method != "sft" else "nll" if cell["loss"] == "nll" else "chunked_nll",
+                         passes_without_gradients=forward_passes_without_gradients(method))
 
 
 @pytest.mark.parametrize("result", MEASURED, ids=[result["name"] for result in MEASURED])

@@ -180,7 +180,7 @@ def test_dpo_takes_its_own_rate_beta_and_epochs_and_plans_two_sequences_a_pair()
     # a pair puts its chosen and its rejected answer through the model at once: the micro-batch that fits halves
     assert dpo.value("per_device_train_batch_size") < sft.value("per_device_train_batch_size")
     shape = TrainingShape(micro_batch=2, seq_len=1024)
-    pair = TrainingShape(micro_batch=2, seq_len=1024, sequences=2, loss="dpo")
+    pair = TrainingShape(micro_batch=2, seq_len=1024, sequences=2, loss="preference")
     one, two = estimate_memory(model, shape), estimate_memory(model, pair)
     assert two["activations"] == 2 * one["activations"]
     # whole logits of policy and reference, not TRL's 256-token chunks

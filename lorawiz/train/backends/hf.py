@@ -90,8 +90,8 @@ class HFBackend:
             # Trainer.compute_loss): under DDP the loss and its gradients came out twice too large on 2 processes.
             trainer.model_accepts_loss_kwargs = False
             return trainer
-        if loaded.method == "dpo":
-            return dpo_trainer(loaded, train_data, eval_data, args, callbacks, lengths)
+        if loaded.method in ("dpo", "kto"):
+            return preference_trainer(loaded, train_data, eval_data, args, callbacks, lengths)
         from lorawiz.train.sampling import sft_trainer_class
 
         trainer_class = sft_trainer_class(lengths)
@@ -110,16 +110,16 @@ def start_adapter(model: Any, cfg: Any) -> Any:
     return PeftModel.from_pretrained(model, str(cfg.model.from_adapter), config=config, is_trainable=True)
 
 
-def dpo_trainer(loaded: LoadedModel, train_data: Any, eval_data: Any, args: Any, callbacks: list, lengths: Any
-                ) -> Any:
-    """TRL's DPOTrainer on the run's adapter, the reference in the same model: a new adapter's reference is the
-    base (the adapter off); a started one's (from_adapter) is the adapter as it was loaded, a frozen copy TRL
-    makes beside it ("ref"). One copy of the base weights either way."""
-    from lorawiz.train.sampling import dpo_trainer_class
+def preference_trainer(loaded: LoadedModel, train_data: Any, eval_data: Any, args: Any, callbacks: list,
+                       lengths: Any) -> Any:
+    """TRL's DPOTrainer (KTOTrainer) on the run's adapter, the reference in the same model: a new adapter's
+    reference is the base (the adapter off); a started one's (from_adapter) is the adapter as it was loaded, a
+    frozen copy TRL makes beside it ("ref"). One copy of the base weights either way."""
+    from lorawiz.train.sampling import dpo_trainer_class, kto_trainer_class
 
-    trainer = dpo_trainer_class(lengths)(model=loaded.model, args=args, train_dataset=train_data,
-                                         eval_dataset=eval_data, processing_class=loaded.tokenizer,
-                                         callbacks=callbacks)
+    trainer_class = (dpo_trainer_class if loaded.method == "dpo" else kto_trainer_class)(lengths)
+    trainer = trainer_class(model=loaded.model, args=args, train_dataset=train_data, eval_dataset=eval_data,
+                            processing_class=loaded.tokenizer, callbacks=callbacks)
     model = trainer.model
     if not loaded.started and "ref" in getattr(model, "peft_config", {}):
         # TRL copies any adapter it is given as the reference; a new one is all zeros in B, so the copy is the base

@@ -149,3 +149,33 @@ def test_inspect_reads_pairs_as_their_prompt_and_longer_answer(tmp_path):
     # one answer a pair (the longer), and the multi-turn prompt's earlier assistant turn
     assert stats.roles["assistant"] == len(pair_rows()) + 1 and stats.roles["user"] == len(pair_rows()) + 1
     assert stats.turns["max"] == 4  # the multi-turn prompt and its answer
+
+
+def test_kto_rows_are_each_pairs_two_answers_shuffled_once(tokenizer, tmp_path):
+    from lorawiz.data.formats import ConvertOptions
+    from lorawiz.data.tokenize import tokenise_file
+    from lorawiz.data.view import pair_view
+
+    rows = pair_rows()
+    source = write_pairs(tmp_path / "pairs.jsonl", rows)
+    built = tokenise_file(source, tokenizer, opts=ConvertOptions(preference=True), cache_root=tmp_path / "cache")
+    pairs = pair_view(built, [0, 2, 4, 6], max_seq_length=10_000).dataset
+    unpaired = pair_view(built, [0, 2, 4, 6], max_seq_length=10_000, unpaired_seed=3)
+    assert unpaired.rows == 8 and unpaired.dataset.column_names == ["prompt_ids", "completion_ids", "label"]
+    seen = sorted((tuple(r["prompt_ids"]), tuple(r["completion_ids"]), r["label"]) for r in unpaired.dataset)
+    expected = sorted([(tuple(p["prompt_ids"]), tuple(p["chosen_ids"]), True) for p in pairs]
+                      + [(tuple(p["prompt_ids"]), tuple(p["rejected_ids"]), False) for p in pairs])
+    assert seen == expected
+    again = pair_view(built, [0, 2, 4, 6], max_seq_length=10_000, unpaired_seed=3).dataset
+    other = pair_view(built, [0, 2, 4, 6], max_seq_length=10_000, unpaired_seed=4).dataset
+    assert again["label"] == unpaired.dataset["label"] and list(again) == list(unpaired.dataset)
+    assert list(other) != list(unpaired.dataset)  # another seed, another order
+
+
+def test_kto_answers_for_the_kl_term_rotate_within_the_batch():
+    from lorawiz.data.pairs import with_kl_answers
+
+    batch = [{"prompt_ids": [i], "completion_ids": [10 + i], "label": True} for i in range(3)]
+    collated = with_kl_answers(lambda examples: examples)(batch)
+    assert [row["KL_completion_ids"] for row in collated] == [[12], [10], [11]]  # TRL's (x_1, y_n), (x_2, y_1), ...
+    assert [row["completion_ids"] for row in collated] == [[10], [11], [12]]

@@ -1,7 +1,8 @@
 """Preference tuning end to end on builtin:tiny: `lorawiz train --method dpo` on preference pairs, from a new adapter
 (the reference is the base: the adapter off) and from an SFT run's adapter (`--from-adapter`: the reference is that
-adapter as loaded), through TRL's DPOTrainer; its reward margin and preference accuracy in metrics.jsonl and the
-log; and the refusals: a file of conversations, LoRA settings the starting adapter cannot take."""
+adapter as loaded), through TRL's DPOTrainer; `--method kto` through its KTOTrainer; their reward margin (and DPO's
+preference accuracy) in metrics.jsonl and the log; `lorawiz eval` on held-out pairs; and the refusals: a file of
+conversations, LoRA settings the starting adapter cannot take, KTO with one row a micro-batch."""
 
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ def pairs(tmp_path_factory):
     return train, val
 
 
-def dpo(folder, name, pairs, *extra):
+def dpo(folder, name, pairs, *extra, method="dpo"):
     train, val = pairs
-    done = run("train", "--model", "builtin:tiny", "--data", train, "--val-data", val, "--method", "dpo",
+    done = run("train", "--model", "builtin:tiny", "--data", train, "--val-data", val, "--method", method,
                "--max-steps", "4", "--learning-rate", "1e-3", "--set", "eval_steps=2", "--set", "save_steps=2",
                "--plain", "-o", folder / name, *extra, cwd=folder)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -99,3 +100,36 @@ def test_dpo_refuses_a_file_of_conversations(data, tmp_path):
                tmp_path / "x", cwd=tmp_path)
     assert done.returncode == 2
     assert "--method dpo learns from preference pairs" in done.stderr and "messages rows" in done.stderr
+
+
+def test_kto_learns_each_answer_on_its_own_from_the_reference(pairs, tmp_path):
+    done, out = dpo(tmp_path, "kto", pairs, method="kto")
+    first = records(out, "train")[0]
+    # KTO's loss with the policy equal to the reference (rewards and KL 0): 1 - sigmoid(0) = 0.5
+    assert math.isclose(first["loss"], 0.5, abs_tol=1e-4)
+    assert all("eval_rewards/margins" in row for row in records(out, "eval"))
+    assert "reward margin" in done.stdout and "128 training rows" in done.stdout  # 64 pairs, two rows each
+    assert "group_by_length = false" in done.stdout and not (out / "ref").exists()
+
+
+def test_kto_refuses_one_row_a_micro_batch(pairs, tmp_path):
+    train, _ = pairs
+    done = run("train", "--model", "builtin:tiny", "--data", train, "--method", "kto", "--set",
+               "per_device_train_batch_size=1", "--dry-run", "-o", tmp_path / "x", cwd=tmp_path)
+    assert done.returncode == 2 and "must be at least 2" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_eval_ranks_held_out_pairs_with_the_base_and_the_tuned_model(pairs, tmp_path):
+    _, out = dpo(tmp_path, "dpo", pairs)
+    _, val = pairs
+    done = run("eval", out, "--data", val, "--json", tmp_path / "eval.json", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["task"] == "preference"
+    base, tuned = report["results"]["base"]["preference"], report["results"]["fine_tuned"]["preference"]
+    assert base["pairs"] == tuned["pairs"] == 16
+    assert 0 <= base["preference_accuracy"] <= 1 and 0 <= tuned["preference_accuracy"] <= 1
+    assert set(report["rewards"]) == {"reward_accuracy", "reward_margin"}
+    assert "preference accuracy" in done.stdout and "reward accuracy" in done.stdout
+    refused = run("eval", out, "--data", val, "--lm-eval", "arc_easy", "--json", tmp_path / "x.json", cwd=tmp_path)
+    assert refused.returncode == 2 and "--lm-eval" in refused.stderr and "preference pairs" in refused.stderr
