@@ -118,6 +118,7 @@ def resolved_config(cell: Cell, folder: Path, data: Path) -> Any:
         "max_steps": 2, "logging_steps": 1, "packing": False, "group_by_length": False, "eval_strategy": "no",
         "save_strategy": "no", "report_to": [], "early_stopping_patience": 0, "load_best_model_at_end": False,
         "method": cell.method, **({"beta": 0.1} if cell.method != "sft" else {}),
+        **({"remove_unused_columns": False} if cell.method == "orpo" else {}),
     }
     return resolve_config(None, flags=flags, flag_names={name: f"--{name}" for name in flags})
 
@@ -155,7 +156,7 @@ def measure(cell: Cell, root: Path) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(3, 3000, (rows, cell.seq), generator=generator).tolist()
     data = Dataset.from_dict({"input_ids": ids, "labels": ids})
-    if cell.method == "dpo":  # half prompt, half answer; the rejected answer as long as the chosen one
+    if cell.method in ("dpo", "orpo"):  # half prompt, half answer; the rejected answer as long as the chosen one
         half = cell.seq // 2
         other = torch.randint(3, 3000, (rows, cell.seq - half), generator=generator).tolist()
         data = Dataset.from_dict({"prompt_ids": [row[:half] for row in ids], "chosen_ids": [row[half:] for row in ids],
@@ -295,7 +296,8 @@ CELLS = {
     "dpo": [Cell("llama3.2-1b", seq=512, method="dpo"),
             Cell("llama3.2-1b", seq=512, checkpointing=False, method="dpo"),
             Cell("qwen2.5-7b", seq=512, quantization="nf4", method="dpo", held_out=True),
-            Cell("llama3.2-1b", seq=512, micro_batch=2, method="kto", held_out=True)],
+            Cell("llama3.2-1b", seq=512, micro_batch=2, method="kto", held_out=True),
+            Cell("llama3.2-1b", seq=512, method="orpo", held_out=True)],
     # One factor at a time around BASE, then the other widths at BASE's settings and in 4 bits.
     "matrix": [
         BASE,

@@ -253,7 +253,7 @@ def backward_temporary_bytes(model: Any, shape: TrainingShape) -> tuple[float, s
 def loss_for(settings: Any) -> str:
     """TrainingShape.loss for a run's settings: a sequence head's scores, DPO's log-probabilities, else TRL's
     chunked loss."""
-    if settings.get("method") in ("dpo", "kto"):
+    if settings.get("method") in ("dpo", "kto", "orpo"):
         return "preference"
     return "head" if settings.get("head") == "sequence" else "chunked_nll"
 

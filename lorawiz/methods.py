@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-PREFERENCE_METHODS = ("dpo", "kto")
+PREFERENCE_METHODS = ("dpo", "kto", "orpo")
 
 # The training guide lorawiz follows: "First: SFT with LR 2e-4; then: DPO with LR 5e-5" (LoRA on both).
 DPO_LEARNING_RATE = 5e-5
@@ -31,6 +31,16 @@ def method_choices(method: str, rows: int | None) -> dict[str, tuple[Any, str]]:
                                   "preference recipes train 1 epoch)"),
         "packing": (False, f"off: {name} scores each answer on its own"),
     }
+    if method == "orpo":  # one stage from the base: its SFT term learns the answers, so SFT's epochs
+        del choices["num_train_epochs"]
+        choices["learning_rate"] = (DPO_LEARNING_RATE, "ORPO with LoRA: 5e-5, the rate lorawiz plans for preference "
+                                                       "tuning (TRL's ORPOConfig default, 1e-6, is a full "
+                                                       "fine-tuning rate); no LoRA rate was measured for ORPO here")
+        choices["beta"] = (DPO_BETA, "0.1, the ORPO paper's lambda and TRL's default: the weight of the odds-ratio "
+                                     "term against the SFT loss")
+        choices["lora_dropout"] = (0.0, "off: TRL's ORPOTrainer turns dropout off too")
+        choices["remove_unused_columns"] = (False, "off: ORPO's collator reads columns the model does not take "
+                                                   "(TRL's ORPOTrainer turns it off)")
     if method == "kto":
         choices["group_by_length"] = (False, "off: KTO's KL term pairs each answer with its micro-batch neighbours' "
                                              "in a fixed order (TRL samples KTO data in sequence); lorawiz shuffles "
@@ -40,8 +50,8 @@ def method_choices(method: str, rows: int | None) -> dict[str, tuple[Any, str]]:
 
 def sequences_per_row(method: str) -> int:
     """Sequences one row puts through the model with gradients in a step: a DPO pair is its chosen and its rejected
-    answer, in one batch (TRL's DPOTrainer concatenates them)."""
-    return 2 if method == "dpo" else 1
+    answer, in one batch (TRL's DPOTrainer and ORPOTrainer concatenate them)."""
+    return 2 if method in ("dpo", "orpo") else 1
 
 
 def rows_per_example(method: str) -> int:
@@ -52,5 +62,5 @@ def rows_per_example(method: str) -> int:
 
 def forward_passes_without_gradients(method: str) -> int:
     """Forward passes over a row's tokens that train nothing: DPO's reference; KTO's reference, and its KL term's
-    mismatched answer through the policy and the reference (TRL's KTOTrainer)."""
+    mismatched answer through the policy and the reference (TRL's KTOTrainer); ORPO has no reference."""
     return {"dpo": 1, "kto": 3}.get(method, 0)

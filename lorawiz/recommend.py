@@ -185,8 +185,9 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
         lr, lr_why = lr / 2, f"rank {rank}: {lr / 2:g}, half the usual rate, since alpha = 2r makes large-rank " \
                              "updates bigger"
     choose("learning_rate", lr, lr_why)
-    if "beta" in by_method:
-        choose("beta", *by_method["beta"])
+    for name in ("beta", "remove_unused_columns"):  # a method's own values (lorawiz.methods)
+        if name in by_method:
+            choose(name, *by_method[name])
     epochs = choose("num_train_epochs", *epochs_for(train_rows or None))
     choose("lr_scheduler_type", "cosine", "cosine decay: the common choice for LoRA fine-tuning")
     max_steps = int(settings.get("max_steps", -1))
@@ -211,6 +212,10 @@ def recommend(hardware: Any, model: Any, data: DataFacts | None = None, task: st
                           "(each chosen and rejected answer), and the reference's forward pass over them ("
                           + ("from_adapter's frozen copy" if settings.get("from_adapter") else "the adapter off")
                           + ", no gradients); memory and time count both")
+    if method == "orpo":
+        plan.notes.append(f"ORPO (TRL's experimental ORPOTrainer): a micro-batch of {micro:,} pairs puts "
+                          f"{2 * micro:,} sequences through the model; no reference model: the SFT loss on the "
+                          "chosen answer plus the odds-ratio term")
     if method == "kto":
         plan.notes.append("KTO: each pair is two rows, its chosen answer desirable and its rejected one not; each "
                           "row also goes through the reference, and a neighbour's answer through both for the KL "

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 TASKS = ("chat", "instruction", "code", "domain", "classification")
-METHODS = ("sft", "dpo", "kto")
+METHODS = ("sft", "dpo", "kto", "orpo")
 OPTIMIZERS = (
     "adamw_torch",
     "adamw_torch_fused",
@@ -132,9 +132,12 @@ SECTIONS: dict[str, tuple[Knob, ...]] = {
     "training": (
         _k("method", Literal[METHODS], "sft", "How the adapter learns: sft (supervised: the data's answers), dpo "
            "(preference pairs: the chosen answer over the rejected one, Rafailov et al. 2023, TRL's DPOTrainer) or "
-           "kto (each answer on its own as desirable or not, Ethayarajh et al. 2024, TRL's KTOTrainer)."),
+           "kto (each answer on its own as desirable or not, Ethayarajh et al. 2024, TRL's KTOTrainer) or orpo "
+           "(SFT on the chosen answer plus an odds-ratio penalty on the rejected one, no reference, Hong et al. "
+           "2024, TRL's experimental ORPOTrainer)."),
         _k("beta", float, None, "DPO's and KTO's beta: how far the tuned model may move from the reference (higher "
-           "keeps it closer); dpo and kto only.", auto=True, gt=0.0),
+           "keeps it closer); ORPO's lambda: the weight of its odds-ratio term. Preference methods only.",
+           auto=True, gt=0.0),
         _k("learning_rate", float, None, "Peak learning rate: too high diverges, too low learns slowly.",
            auto=True, gt=0.0),
         _k("num_train_epochs", float, None, "Passes over the training data: more can overfit small datasets.",

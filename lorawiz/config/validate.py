@@ -292,7 +292,7 @@ def _cross_field_problems(cfg: Mapping[str, Any], sources: Mapping[str, Source])
     if data.head == "sequence" and data.packing:
         found.append(Problem(src("head", "packing"), "a sequence head classifies each row on its own; packing "
                                                      "joins rows into one sequence. Set packing: false."))
-    found.extend(_method_problems(cfg, src))
+    found.extend(_method_problems(cfg, src, sources))
     if data.labels is not None and (len(data.labels) < 2 or len(set(data.labels)) < len(data.labels)):
         found.append(Problem(src("labels"), "labels must name at least two different classes, each once."))
     if train.early_stopping_patience > 0 and log.eval_strategy == "no":
@@ -341,8 +341,9 @@ def _cross_field_problems(cfg: Mapping[str, Any], sources: Mapping[str, Source])
 
 
 
-def _method_problems(cfg: Any, src: Any) -> list[Problem]:
-    """What a preference method cannot take: a sequence head, packing, a beta without dpo."""
+def _method_problems(cfg: Any, src: Any, sources: Mapping[str, Source]) -> list[Problem]:
+    """What a preference method cannot take: a sequence head, packing, a beta without one; KTO one row a
+    micro-batch or length grouping; ORPO columns removed."""
     train, data = cfg["training"], cfg["data"]
     found = []
     if train.method == "sft":
@@ -361,6 +362,12 @@ def _method_problems(cfg: Any, src: Any) -> list[Problem]:
         found.append(Problem(src("method", "per_device_train_batch_size"),
                              "kto estimates its KL term from the other answers of a micro-batch, so "
                              "per_device_train_batch_size must be at least 2 (TRL's KTOTrainer refuses 1)."))
+    if (train.method == "orpo" and cfg["dataloader"].remove_unused_columns
+            and sources.get("remove_unused_columns", DEFAULT).is_user):
+        found.append(Problem(src("method", "remove_unused_columns"), "orpo's collator reads columns the model does "
+                                                                     "not take (TRL's ORPOTrainer turns "
+                                                                     "remove_unused_columns off). Set "
+                                                                     "remove_unused_columns: false."))
     if train.method == "kto" and data.group_by_length:
         found.append(Problem(src("method", "group_by_length"), "kto pairs each answer with its micro-batch "
                                                                "neighbours' for its KL term, in a fixed order. Set "

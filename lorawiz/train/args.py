@@ -195,13 +195,13 @@ def trainer_config(cfg: Any, *, output_dir: str, on_gpu: bool, train_rows: int, 
     settings), or its DPOConfig for `method: dpo`."""
     common = training_arguments(cfg, output_dir=output_dir, on_gpu=on_gpu, train_rows=train_rows,
                                 world_size=world_size, liger=liger)
-    if cfg.training.method in ("dpo", "kto"):
-        from trl import DPOConfig, KTOConfig
+    if cfg.training.method in ("dpo", "kto", "orpo"):
+        from lorawiz.train.sampling import preference_config_class
 
         if cfg.training.method == "kto":  # its KL term pairs neighbouring rows: read in order (shuffled once)
             common["train_sampling_strategy"] = "sequential"
         # the recommender's lora_dropout (0 for these) is what runs; TRL would zero any other
-        return (DPOConfig if cfg.training.method == "dpo" else KTOConfig)(
+        return preference_config_class(cfg.training.method)(
             **common, max_length=planned(cfg, "max_seq_length"), beta=planned(cfg, "beta"), disable_dropout=False,
             **(extra or {}))
     from trl import SFTConfig

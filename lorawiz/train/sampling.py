@@ -82,15 +82,6 @@ def dpo_trainer_class(lengths: Any = None) -> type:
                 return dataset  # lorawiz.data.view.pair_view dropped the pairs TRL drops
             return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
 
-        def _get_eval_sampler(self, eval_dataset: Any) -> Any:
-            """Pairs in file order (transformers' length grouping looks for input_ids, which pairs do not have),
-            as transformers evaluates without grouping: one process in order, several as accelerate shards."""
-            if eval_dataset is None or "prompt_ids" not in getattr(eval_dataset, "column_names", ()):
-                return super()._get_eval_sampler(eval_dataset)
-            from torch.utils.data import SequentialSampler
-
-            return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
-
     return LorawizDPOTrainer
 
 
@@ -115,6 +106,48 @@ def kto_trainer_class(lengths: Any = None) -> type:
     return LorawizKTOTrainer
 
 
+def orpo_trainer_class(lengths: Any = None) -> type:
+    """TRL's ORPOTrainer (trl.experimental in TRL 1.x), as sft_trainer_class serves it, taking lorawiz's tokenised
+    pairs: its tokenize_row builds its sequences from them, cut at max_length from the start as DPO's collator cuts
+    them (the plan's figures), instead of tokenising text with rules of its own."""
+    from trl.experimental.orpo import ORPOTrainer
+
+    from lorawiz.data.masking import IGNORE_INDEX
+
+    class LorawizORPOTrainer(_lorawiz_trainer(ORPOTrainer, lengths)):
+        def tokenize_row(self, feature: dict[str, Any], model: Any = None) -> dict[str, Any]:
+            if "prompt_ids" not in feature:
+                return super().tokenize_row(feature, model)
+            prompt = list(feature["prompt_ids"])
+            row = {"prompt_input_ids": prompt, "prompt_attention_mask": [1] * len(prompt)}
+            for side in ("chosen", "rejected"):
+                ids = (prompt + list(feature[f"{side}_ids"]))[: self.max_length]
+                row |= {f"{side}_input_ids": ids, f"{side}_attention_mask": [1] * len(ids),
+                        f"{side}_labels": [IGNORE_INDEX] * len(prompt) + ids[len(prompt):]}
+            return row
+
+    return LorawizORPOTrainer
+
+
+def preference_trainer_class(method: str, lengths: Any = None) -> type:
+    """The trainer of a preference method (dpo, kto, orpo), as lorawiz serves it."""
+    return {"dpo": dpo_trainer_class, "kto": kto_trainer_class, "orpo": orpo_trainer_class}[method](lengths)
+
+
+def preference_config_class(method: str) -> type:
+    """TRL's configuration class for a preference method."""
+    import os
+
+    if method == "orpo":
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # lorawiz says which trainer runs, in the plan
+        from trl.experimental.orpo import ORPOConfig
+
+        return ORPOConfig
+    from trl import DPOConfig, KTOConfig
+
+    return DPOConfig if method == "dpo" else KTOConfig
+
+
 def trainer_class(lengths: Any = None) -> type:
     """transformers' Trainer (a sequence-classification head trains with it), as sft_trainer_class serves it."""
     from transformers import Trainer
@@ -137,6 +170,16 @@ def _lorawiz_trainer(base: type, lengths: Any) -> type:
             from lorawiz.train.distributed import point_to_best_after_sharded_save
 
             point_to_best_after_sharded_save(self)
+
+        def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+            """Rows without input_ids (preference pairs) in file order: transformers' length grouping looks for
+            input_ids. As transformers evaluates without grouping: one process in order, several as accelerate
+            shards."""
+            if eval_dataset is None or "input_ids" in getattr(eval_dataset, "column_names", ("input_ids",)):
+                return super()._get_eval_sampler(eval_dataset)
+            from torch.utils.data import SequentialSampler
+
+            return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             dataset = train_dataset if train_dataset is not None else self.train_dataset

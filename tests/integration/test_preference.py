@@ -133,3 +133,21 @@ def test_eval_ranks_held_out_pairs_with_the_base_and_the_tuned_model(pairs, tmp_
     assert "preference accuracy" in done.stdout and "reward accuracy" in done.stdout
     refused = run("eval", out, "--data", val, "--lm-eval", "arc_easy", "--json", tmp_path / "x.json", cwd=tmp_path)
     assert refused.returncode == 2 and "--lm-eval" in refused.stderr and "preference pairs" in refused.stderr
+
+
+def test_orpo_trains_without_a_reference_on_lorawiz_tokenised_pairs(pairs, tmp_path):
+    done, out = dpo(tmp_path, "orpo", pairs, method="orpo")
+    first = records(out, "train")[0]
+    # ORPO's loss is the SFT loss on the chosen answer plus beta x the odds-ratio term: far above DPO's log 2
+    assert first["loss"] > 1.0
+    evals = records(out, "eval")
+    assert evals and all("eval_rewards/accuracies" in row and "eval_nll_loss" in row for row in evals)
+    assert "no reference model" in done.stdout and "remove_unused_columns = false" in done.stdout
+    assert "TRLExperimentalWarning" not in done.stdout + done.stderr
+
+
+def test_orpo_refuses_to_remove_the_columns_its_collator_reads(pairs, tmp_path):
+    train, _ = pairs
+    done = run("train", "--model", "builtin:tiny", "--data", train, "--method", "orpo", "--set",
+               "remove_unused_columns=true", "--dry-run", "-o", tmp_path / "x", cwd=tmp_path)
+    assert done.returncode == 2 and "Set remove_unused_columns: false" in done.stderr

@@ -90,7 +90,7 @@ class HFBackend:
             # Trainer.compute_loss): under DDP the loss and its gradients came out twice too large on 2 processes.
             trainer.model_accepts_loss_kwargs = False
             return trainer
-        if loaded.method in ("dpo", "kto"):
+        if loaded.method in ("dpo", "kto", "orpo"):
             return preference_trainer(loaded, train_data, eval_data, args, callbacks, lengths)
         from lorawiz.train.sampling import sft_trainer_class
 
@@ -115,9 +115,9 @@ def preference_trainer(loaded: LoadedModel, train_data: Any, eval_data: Any, arg
     """TRL's DPOTrainer (KTOTrainer) on the run's adapter, the reference in the same model: a new adapter's
     reference is the base (the adapter off); a started one's (from_adapter) is the adapter as it was loaded, a
     frozen copy TRL makes beside it ("ref"). One copy of the base weights either way."""
-    from lorawiz.train.sampling import dpo_trainer_class, kto_trainer_class
+    from lorawiz.train.sampling import preference_trainer_class
 
-    trainer_class = (dpo_trainer_class if loaded.method == "dpo" else kto_trainer_class)(lengths)
+    trainer_class = preference_trainer_class(loaded.method, lengths)
     trainer = trainer_class(model=loaded.model, args=args, train_dataset=train_data, eval_dataset=eval_data,
                             processing_class=loaded.tokenizer, callbacks=callbacks)
     model = trainer.model
