@@ -64,7 +64,8 @@ NLL_LOGIT_BYTES = 4 + 4 + 4
 # TRL's DPOTrainer and KTOTrainer (1.14) take the answers' log-probabilities from the whole logits: the backward of
 # its selective log-softmax holds four [tokens, vocab] fp32 tensors (the upcast logits, its stacked rows, the
 # gradient buffer and its scatter; measured on Llama-3.2-1B, DPO at 2 x 512 tokens: 4 x 500 MiB). The reference's
-# logits are freed before then. This is the CPU path; on CUDA, TRL's fused Triton kernel may hold less.
+# logits are freed before then. This is the CPU path; on CUDA, TRL's fused Triton kernel may hold less. ORPO's SFT
+# term adds its own fp32 log-softmax over the chosen sequences (measured: 250 MiB for 511 tokens).
 PREFERENCE_LOGIT_BYTES = 4 * 4
 
 # Architectures transformers runs with eager attention (no SDPA path: gpt-oss's attention sinks), which keeps each
@@ -92,7 +93,7 @@ class TrainingShape:
     gradient_checkpointing: bool = True
     lora_dropout: float = 0.0
     loss: str = "chunked_nll"  # TRL's loss_type: chunked_nll (its default) or nll; head: a sequence head's scores;
-    # preference: DPO's and KTO's log-probabilities from whole logits
+    # preference: DPO's and KTO's log-probabilities from whole logits; orpo: those and its SFT term
     gradient_accumulation: int = 1  # above 1 the adapter gradients stay alive through the forward passes too
     on_gpu: bool = True  # False: CPU training, no CUDA context or allocator slack
     adapted_layers: int | None = None  # layers_to_transform: how many decoder layers get adapters (None: all)
@@ -254,7 +255,7 @@ def loss_for(settings: Any) -> str:
     """TrainingShape.loss for a run's settings: a sequence head's scores, DPO's log-probabilities, else TRL's
     chunked loss."""
     if settings.get("method") in ("dpo", "kto", "orpo"):
-        return "preference"
+        return "orpo" if settings["method"] == "orpo" else "preference"
     return "head" if settings.get("head") == "sequence" else "chunked_nll"
 
 
@@ -263,10 +264,15 @@ def loss_bytes(model: Any, shape: TrainingShape) -> tuple[float, str]:
     tokens = shape.tokens
     if shape.loss == "head":  # the last token's hidden state times the score head: [rows, labels], no vocabulary
         return 0.0, f"{shape.micro_batch} rows x the labels' scores (a sequence head: no vocabulary-sized logits)"
-    if shape.loss == "preference":  # whole logits: TRL's DPO and KTO take log-probabilities from them
+    if shape.loss in ("preference", "orpo"):  # whole logits: TRL's DPO, KTO and ORPO take log-probabilities
         size = tokens * model.vocab * PREFERENCE_LOGIT_BYTES
-        return size, (f"{tokens:,} tokens x {model.vocab:,} vocab x {PREFERENCE_LOGIT_BYTES} B (whole logits, in "
-                      "the log-softmax's backward)")
+        formula = (f"{tokens:,} tokens x {model.vocab:,} vocab x {PREFERENCE_LOGIT_BYTES} B (whole logits, in the "
+                   "log-softmax's backward)")
+        if shape.loss == "orpo":  # and its SFT term's log-softmax over the chosen answers, in fp32
+            chosen = tokens // shape.sequences
+            size += chosen * model.vocab * 4
+            formula += f" + {chosen:,} chosen tokens x {model.vocab:,} x 4 B (the SFT term's log-softmax)"
+        return size, formula
     if shape.loss == "nll":
         per = NLL_LOGIT_BYTES + (DTYPE_BYTES[shape.precision] if model.architecture in LOGIT_SOFTCAPPING else 0)
         size = tokens * model.vocab * per

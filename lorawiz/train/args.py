@@ -196,8 +196,6 @@ def trainer_config(cfg: Any, *, output_dir: str, on_gpu: bool, train_rows: int, 
     common = training_arguments(cfg, output_dir=output_dir, on_gpu=on_gpu, train_rows=train_rows,
                                 world_size=world_size, liger=liger)
     if cfg.training.method in ("dpo", "kto", "orpo"):
-        from lorawiz.train.sampling import preference_config_class
-
         if cfg.training.method == "kto":  # its KL term pairs neighbouring rows: read in order (shuffled once)
             common["train_sampling_strategy"] = "sequential"
         # the recommender's lora_dropout (0 for these) is what runs; TRL would zero any other
@@ -218,6 +216,20 @@ def trainer_config(cfg: Any, *, output_dir: str, on_gpu: bool, train_rows: int, 
         shuffle_dataset=False,  # the Trainer's sampler shuffles each epoch with the seed
         **(extra or {}),
     )
+
+
+def preference_config_class(method: str) -> type:
+    """TRL's configuration class for a preference method."""
+    import os
+
+    if method == "orpo":
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # lorawiz says which trainer runs, in the plan
+        from trl.experimental.orpo import ORPOConfig
+
+        return ORPOConfig
+    from trl import DPOConfig, KTOConfig
+
+    return DPOConfig if method == "dpo" else KTOConfig
 
 
 def training_arguments(cfg: Any, *, output_dir: str, on_gpu: bool, train_rows: int, world_size: int,

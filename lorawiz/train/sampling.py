@@ -134,20 +134,6 @@ def preference_trainer_class(method: str, lengths: Any = None) -> type:
     return {"dpo": dpo_trainer_class, "kto": kto_trainer_class, "orpo": orpo_trainer_class}[method](lengths)
 
 
-def preference_config_class(method: str) -> type:
-    """TRL's configuration class for a preference method."""
-    import os
-
-    if method == "orpo":
-        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # lorawiz says which trainer runs, in the plan
-        from trl.experimental.orpo import ORPOConfig
-
-        return ORPOConfig
-    from trl import DPOConfig, KTOConfig
-
-    return DPOConfig if method == "dpo" else KTOConfig
-
-
 def trainer_class(lengths: Any = None) -> type:
     """transformers' Trainer (a sequence-classification head trains with it), as sft_trainer_class serves it."""
     from transformers import Trainer

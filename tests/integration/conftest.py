@@ -8,16 +8,28 @@ import json
 import pytest
 
 
+def write_slices(folder, rows_of, train_name, val_name):
+    """64 training and 16 validation rows of `rows_of(split)`, written as JSONL files of these names."""
+    train, val = folder / train_name, folder / val_name
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows_of("train")[:64]))
+    val.write_text("".join(json.dumps(r) + "\n" for r in rows_of("validation")[:16]))
+    return train, val
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """64 training and 16 validation rows of the triage sample, written as JSONL."""
     from lorawiz.builtin.triage import triage_rows
 
-    folder = tmp_path_factory.mktemp("data")
-    train, val = folder / "train.jsonl", folder / "val.jsonl"
-    train.write_text("".join(json.dumps(r) + "\n" for r in triage_rows("train")[:64]))
-    val.write_text("".join(json.dumps(r) + "\n" for r in triage_rows("validation")[:16]))
-    return train, val
+    return write_slices(tmp_path_factory.mktemp("data"), triage_rows, "train.jsonl", "val.jsonl")
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    """The same slices of the triage sample as preference pairs (builtin:triage-pairs)."""
+    from lorawiz.builtin.triage import triage_pairs
+
+    return write_slices(tmp_path_factory.mktemp("pairs"), triage_pairs, "pairs.jsonl", "pairs-val.jsonl")
 
 
 @pytest.fixture(scope="module")

@@ -20,17 +20,6 @@ def run(*args, cwd):
                           env=subprocess_env(), stdin=subprocess.DEVNULL, timeout=900)
 
 
-@pytest.fixture(scope="module")
-def pairs(tmp_path_factory):
-    from lorawiz.builtin.triage import triage_pairs
-
-    folder = tmp_path_factory.mktemp("pairs")
-    train, val = folder / "pairs.jsonl", folder / "pairs-val.jsonl"
-    train.write_text("".join(json.dumps(r) + "\n" for r in triage_pairs("train")[:64]))
-    val.write_text("".join(json.dumps(r) + "\n" for r in triage_pairs("validation")[:16]))
-    return train, val
-
-
 def dpo(folder, name, pairs, *extra, method="dpo"):
     train, val = pairs
     done = run("train", "--model", "builtin:tiny", "--data", train, "--val-data", val, "--method", method,

@@ -8,7 +8,7 @@ import pytest
 
 from lorawiz.catalog import find_model
 from lorawiz.lora_size import lora_parameters
-from lorawiz.memory import TrainingShape, estimate_memory
+from lorawiz.memory import TrainingShape, estimate_memory, loss_for
 from tests.conftest import REPO
 
 GB = 10**9  # the published ranges are in GB
@@ -88,7 +88,8 @@ def shape_of(cell: dict) -> TrainingShape:
                          target_modules=targets, optimizer="adamw_torch", micro_batch=cell["micro_batch"],
                          seq_len=cell["seq"], gradient_checkpointing=cell["checkpointing"],
                          lora_dropout=cell["dropout"], on_gpu=False, sequences=sequences_per_row(method),
-                         loss="preference" if method != "sft" else "nll" if cell["loss"] == "nll" else "chunked_nll",
+                         loss=loss_for({"method": method}) if method != "sft" else
+                         "nll" if cell["loss"] == "nll" else "chunked_nll",
                          passes_without_gradients=forward_passes_without_gradients(method))
 
 
@@ -101,7 +102,7 @@ def test_the_estimate_is_within_5_percent_of_the_measured_peak(result):
 
 
 def test_a_sequence_head_holds_no_vocabulary_sized_logits():
-    from lorawiz.memory import loss_bytes, loss_for
+    from lorawiz.memory import loss_bytes
 
     lm, head = TrainingShape(micro_batch=4, seq_len=2048), TrainingShape(micro_batch=4, seq_len=2048, loss="head")
     (lm_bytes, lm_formula), (head_bytes, head_formula) = loss_bytes(LLAMA_8B, lm), loss_bytes(LLAMA_8B, head)

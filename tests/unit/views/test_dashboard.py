@@ -36,6 +36,10 @@ def test_plain_line_and_eval_line():
     head.eval_scores = {"accuracy": 0.4, "macro_f1": 0.34327}  # a sequence head's scores, beside its loss
     assert plain_eval_line(head) == "eval step 120 eval_loss 1.2000 (best 1.1000 at 80) accuracy 40.0% macro-F1 0.343"
     assert "accuracy 40.0% macro-F1 0.343" in render_text(head, 120)
+    pairs = busy_state()
+    pairs.eval_scores = {"rewards/accuracies": 0.577, "rewards/margins": 0.0250061}  # DPO's, as TRL logs them
+    assert plain_eval_line(pairs).endswith("(best 1.1000 at 80) preference accuracy 57.7% reward margin 0.0250")
+    assert "preference accuracy 57.7% reward margin 0.0250" in render_text(pairs, 120)
     assert plain_line(RunState()) == "step 0 epoch 0.00"
     cpu = busy_state([{"kind": "cpu", "rss_bytes": int(1.5 * GiB), "ram_used_bytes": 4 * GiB,
                        "ram_total_bytes": 16 * GiB, "cpu_percent": 50.0}])

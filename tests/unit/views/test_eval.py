@@ -51,3 +51,23 @@ def test_rich_output_has_the_same_figures():
     for shown in ("Loss on val.jsonl", "-50.0%", "Confusion matrix, fine-tuned", "Samples (1, greedy)",
                   "lm-eval-harness (zero-shot)", "fine-tuning helped."):
         assert shown in text, shown
+
+
+def test_preference_pairs_are_ranked_by_each_model_with_the_reward_beside():
+    from lorawiz.eval.metrics import preference_scores, reward_scores
+
+    base = ([-2.0, -1.0, -3.0, -1.0], [-1.0, -2.0, -2.0, -1.5])
+    tuned = ([-1.0, -0.5, -1.0, -0.5], [-3.0, -3.0, -4.0, -2.0])
+    results = {"base": ModelResult(preference=preference_scores(*base)),
+               "fine_tuned": ModelResult(preference=preference_scores(*tuned))}
+    pairs = EvalReport(Target("out/dpo", "base-model", True), "base-model", "pairs.jsonl", 4, 4, "preference",
+                       "the data holds chosen/rejected pairs", [], results, [])
+    pairs.rewards = reward_scores(0.1, tuned, base)
+    lines = render_report(pairs, plain=True)
+    assert "preference accuracy\t50.0%\t100.0%\t+50.0 pts" in lines
+    assert "log-prob margin (chosen - rejected)\t-0.125\t2.250\t+2.375" in lines
+    assert any(line.startswith("reward accuracy 100.0%, reward margin 0.2375") for line in lines)
+    assert not any(line.startswith("Loss on") for line in lines)  # pairs have no answer loss to report
+    as_json = pairs.as_dict()
+    assert as_json["results"]["fine_tuned"]["preference"]["preference_accuracy"] == 1.0
+    assert as_json["rewards"] == {"reward_accuracy": 1.0, "reward_margin": pairs.rewards.margin}
