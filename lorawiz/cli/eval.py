@@ -58,7 +58,8 @@ def eval_command(
     Loss and perplexity on the assistant's answers; K answers side by side; for classification data,
     accuracy, macro-F1, per-class precision / recall / F1 and confusion matrices (the base is also
     prompted with the label list, and its best prompt is the bar to beat); with --general-data, a
-    forgetting check that warns when general perplexity worsens by more than 5%.
+    forgetting check that warns when general perplexity worsens by more than 5%. On preference
+    pairs (chosen/rejected), each model's preference accuracy and DPO's implicit reward instead.
 
     \b
     Examples:
@@ -66,6 +67,7 @@ def eval_command(
       lorawiz eval outputs/my-run --data val.jsonl --task classification --labels fire,flood,medical
       lorawiz eval outputs/my-run --data val.jsonl --prompt-template best_prompt.txt --min-f1 0.615
       lorawiz eval merged/my-model --base Qwen/Qwen3-4B --data val.jsonl --general-data wiki.jsonl --json res.json
+      lorawiz eval outputs/my-dpo-run --data pairs-val.jsonl     # preference accuracy, base vs tuned
     """
     import json
     import time

@@ -90,6 +90,7 @@ def train_command(
       lorawiz train --model meta-llama/Llama-3.1-8B-Instruct --data train.jsonl --preset standard
       lorawiz train configs/default.json --learning_rate 3e-4 --num_train_epochs 5 --lora_r 64
       lorawiz train --model builtin:tiny --data builtin:triage --output-dir runs/demo --resume
+      lorawiz train --data pairs.jsonl --method dpo --from-adapter runs/my-sft --output-dir runs/my-dpo
     """
     from lorawiz.cli._report import reporter
     from lorawiz.config.resolve import resolve_config

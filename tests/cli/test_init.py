@@ -276,3 +276,20 @@ def test_the_plan_step_offers_lr_find_here_and_takes_the_rate_it_suggests(tmp_pa
     assert yaml.safe_load(out.read_text())["training"]["learning_rate"] == float(rate)
     assert f"  # --set learning_rate={rate}" in out.read_text()
     assert not (tmp_path / "outputs").exists()  # the sweep saved nothing into the run's folder
+
+
+def test_preference_pairs_make_a_dpo_config_that_passes_train_dry_run(tmp_path):
+    env = subprocess_env(CI="true")
+    out = tmp_path / "run.yaml"
+    done = subprocess.run([sys.executable, "-m", "lorawiz", "init", "--model", "builtin:tiny", "--data",
+                           "builtin:triage-pairs", "--config-out", str(out), "--output-dir", str(tmp_path / "o"),
+                           "--yes"], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "preference pairs (chosen/rejected): the run trains with DPO" in done.stdout
+    assert "--set method=dpo" in done.stdout  # in the command that repeats it without questions
+    saved = yaml.safe_load(out.read_text())
+    assert saved["training"]["method"] == "dpo" and saved["training"]["beta"] == 0.1
+    dry = subprocess.run([sys.executable, "-m", "lorawiz", "train", str(out), "--dry-run"], capture_output=True,
+                         text=True, env=env)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "dry run: nothing trained" in dry.stdout

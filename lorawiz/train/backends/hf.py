@@ -112,9 +112,9 @@ def start_adapter(model: Any, cfg: Any) -> Any:
 
 def preference_trainer(loaded: LoadedModel, train_data: Any, eval_data: Any, args: Any, callbacks: list,
                        lengths: Any) -> Any:
-    """TRL's DPOTrainer (KTOTrainer) on the run's adapter, the reference in the same model: a new adapter's
-    reference is the base (the adapter off); a started one's (from_adapter) is the adapter as it was loaded, a
-    frozen copy TRL makes beside it ("ref"). One copy of the base weights either way."""
+    """TRL's DPOTrainer, KTOTrainer or ORPOTrainer on the run's adapter. DPO's and KTO's reference is in the same
+    model: a new adapter's is the base (the adapter off); a started one's (from_adapter) is the adapter as it was
+    loaded, a frozen copy TRL makes beside it ("ref"). One copy of the base weights either way; ORPO has none."""
     from lorawiz.train.sampling import preference_trainer_class
 
     trainer_class = preference_trainer_class(loaded.method, lengths)
