@@ -72,9 +72,10 @@ def test_inspect_text_and_json(cli, tmp_path):
     assert sum(b["rows"] for b in data["histogram"]) == 50
 
 
-def test_inspect_refuses_preference_data_and_bad_flags(cli, tmp_path):
-    result = cli("inspect", str(FIXTURES / "preference.jsonl"))
-    assert result.exit_code == 2 and "preference data" in result.output
+def test_inspect_reads_preference_pairs_and_refuses_bad_flags(cli, tmp_path):
+    result = cli("inspect", str(FIXTURES / "preference.jsonl"))  # {"prompt": "Hi", "chosen": "Hello!", ...}
+    assert result.exit_code == 0 and "shape: preference" in result.output
+    assert "roles: user 1, assistant 1" in result.output  # the prompt and the longer answer, "Go away."
     result = cli("inspect", str(FIXTURES / "text.jsonl"), "--max-seq-length", "0")
     assert result.exit_code == 2 and "--max-seq-length 0" in result.output
     result = cli("inspect", str(FIXTURES / "text.jsonl"), "--tokenizer", str(tmp_path / "nope"))
