@@ -20,7 +20,7 @@ OK, WARNING, BROKEN = "ok", "warning", "broken"
 CORE_PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "bitsandbytes")
 # The newest version of each core package the suite has passed with. A newer one installed is a warning, not a
 # failure: pyproject's ranges have no upper caps unless something breaks, so newer releases are allowed but untested.
-TESTED_UP_TO = {"torch": "2.13.0", "transformers": "5.24.0", "peft": "0.21.2", "trl": "1.16.0", "accelerate": "1.15.0",
+TESTED_UP_TO = {"torch": "2.13.0", "transformers": "5.25.0", "peft": "0.21.2", "trl": "1.16.0", "accelerate": "1.16.0",
                 "datasets": "5.2.0", "bitsandbytes": "0.50.2"}
 LOW_DISK_BYTES = 20 * GIB  # a merged 8B model in 16-bit alone takes ~16 GB
 

@@ -31,25 +31,29 @@ def atomic_output(path: str | Path, overwrite: bool = False, flag: str = "--over
     without an exception."""
     path = Path(path)
     check_writable(path, overwrite, flag)
-    fd, tmp_name = _create_temp(path)
+    names: list[str] = []  # the temporary file's name is known before it exists: Ctrl-C at any moment removes it
     try:
+        fd = _create_temp(path, names)
         with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="\n")) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
+        os.replace(names[-1], path)
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        if names:
+            Path(names[-1]).unlink(missing_ok=True)
         raise
 
 
-def _create_temp(path: Path) -> tuple[int, str]:
-    """A new file beside `path`, with the permissions the umask gives (mkstemp's would be owner-only)."""
+def _create_temp(path: Path, names: list[str]) -> int:
+    """A new file beside `path`, with the permissions the umask gives (mkstemp's would be owner-only); its name is
+    appended to `names` before it is created."""
     for _ in range(100):
-        name = str(path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp"))
+        names.append(str(path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")))
         try:
-            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), name
+            return os.open(names[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
+            names.pop()  # somebody else's file: never removed
             continue
     raise FileExistsError(f"no free temporary name beside {path}")
 
