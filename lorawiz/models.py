@@ -107,14 +107,19 @@ def _labels_file(folder: Path) -> list[str] | None:
 
 
 def _run_labels(folder: Path) -> list[str] | None:
+    labels = run_setting(folder, "data", "labels")
+    return list(labels) if labels else None
+
+
+def run_setting(folder: Path, section: str, key: str) -> Any:
+    """A value of the lorawiz.yaml beside an adapter (the run that trained it), or None without that file or key."""
     import yaml
 
     path = folder / "lorawiz.yaml"
     if not path.is_file():
         return None
     data = yaml.safe_load(path.read_text()) or {}
-    labels = (data.get("data") or {}).get("labels")
-    return list(labels) if labels else None
+    return (data.get(section) or {}).get(key)
 
 
 def load_model(target: Target, dtype: str = "bf16", merge: bool = False, device: str | None = None) -> Any:

@@ -134,7 +134,6 @@ def pair_view(tokenised: TokenisedFile, indices: Any, max_seq_length: int, unpai
     a pair), in an order shuffled once with the seed (KTO reads its rows in sequence). Still a view: both sides
     are the memory-mapped columns, the order an index."""
     import numpy as np
-    import pyarrow.compute as pc
 
     from lorawiz.data.pairs import PAIR_COLUMNS
 
@@ -144,9 +143,7 @@ def pair_view(tokenised: TokenisedFile, indices: Any, max_seq_length: int, unpai
     if unpaired_seed is not None:
         return _unpaired(tokenised, keep, picked, max_seq_length, unpaired_seed)
     room = max_seq_length - prompt[keep]
-    answers = [np.asarray(pc.list_value_length(tokenised.dataset.data.column(side)).to_numpy())[keep]
-               for side in ("chosen_ids", "rejected_ids")]
-    trained = int(sum(np.minimum(side, room).sum() for side in answers))
+    trained = int(sum(np.minimum(side[keep], room).sum() for side in _answer_lengths(tokenised)))
     base = tokenised.dataset.select_columns(list(PAIR_COLUMNS))
     dataset = base if len(keep) == len(length) else _indexed(base, keep, f"{tokenised.entry.name}:{max_seq_length}")
     return View(dataset, rows=int(len(keep)), truncated=int((length[picked] > max_seq_length).sum()),
@@ -154,9 +151,17 @@ def pair_view(tokenised: TokenisedFile, indices: Any, max_seq_length: int, unpai
                 lengths=np.minimum(length[keep], max_seq_length))
 
 
-def _unpaired(tokenised: TokenisedFile, keep: Any, picked: Any, max_seq_length: int, seed: int) -> View:
+def _answer_lengths(tokenised: TokenisedFile) -> list[Any]:
+    """Each pair's chosen and rejected answer lengths, as numpy arrays (from Arrow, no Python per row)."""
     import numpy as np
     import pyarrow.compute as pc
+
+    return [np.asarray(pc.list_value_length(tokenised.dataset.data.column(side)).to_numpy())
+            for side in ("chosen_ids", "rejected_ids")]
+
+
+def _unpaired(tokenised: TokenisedFile, keep: Any, picked: Any, max_seq_length: int, seed: int) -> View:
+    import numpy as np
     from datasets import Dataset, concatenate_datasets
 
     count = len(tokenised.dataset)
@@ -167,9 +172,7 @@ def _unpaired(tokenised: TokenisedFile, keep: Any, picked: Any, max_seq_length: 
         sides.append(concatenate_datasets([answers, labels], axis=1))
     rows = np.concatenate([keep, keep + count])  # row i of the file: its chosen answer at i, its rejected at count+i
     rows = rows[np.random.default_rng(seed).permutation(len(rows))]
-    lengths = np.concatenate([np.asarray(pc.list_value_length(tokenised.dataset.data.column(side)).to_numpy())
-                              for side in ("chosen_ids", "rejected_ids")]) + np.tile(tokenised.column("first_trained"),
-                                                                                      2)
+    lengths = np.concatenate(_answer_lengths(tokenised)) + np.tile(tokenised.column("first_trained"), 2)
     both = concatenate_datasets(sides)
     dataset = _indexed(both, rows, f"{tokenised.entry.name}:{max_seq_length}:unpaired:{seed}")
     cut = np.minimum(lengths[rows], max_seq_length)

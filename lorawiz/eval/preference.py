@@ -12,6 +12,7 @@ from typing import Any
 from lorawiz.errors import LorawizError
 from lorawiz.eval.metrics import preference_scores, reward_scores
 from lorawiz.eval.report import EvalReport, ModelResult
+from lorawiz.eval.scoring import max_seq_length_for
 from lorawiz.models import Target, eval_dtype_and_device, load_model, load_tokenizer_for
 
 NOT_FOR_PAIRS = (("--general-data", "general_data"), ("--lm-eval", "lm_eval"), ("--task", "task"),
@@ -37,7 +38,7 @@ def run_pairs_eval(request: Any, target: Target, rows: Sequence[dict], total: in
                                                         else ""))
     model = load_model(target, dtype, device=device)
     tokenizer = load_tokenizer_for(target)
-    max_len = getattr(getattr(run_config, "data", None), "max_seq_length", None) or tokenizer.model_max_length
+    max_len = max_seq_length_for(run_config, tokenizer, model)
     pairs = encode_pairs(tokenizer, rows)
     compare = target.is_adapter and request.compare_base is not False
     report = EvalReport(target, target.base if compare else None, request.data, len(rows), total, "preference",

@@ -29,7 +29,7 @@ from lorawiz.eval.report import (
     ModelResult,
     sample_record,
 )
-from lorawiz.eval.scoring import generate_answers, mean_loss_view
+from lorawiz.eval.scoring import generate_answers, max_seq_length_for, mean_loss_view
 from lorawiz.models import (
     Target,
     describe_target,
@@ -40,7 +40,6 @@ from lorawiz.models import (
 )
 
 MAX_LABELS = 50  # more distinct answers than this is not a label set
-DEFAULT_MAX_SEQ_LENGTH = 4096  # when neither the run's config nor the model says less
 LABEL_ANSWER_MARGIN = 24  # tokens past the longest label: room for "The category is: ..." from a base model
 
 
@@ -127,7 +126,7 @@ def run_eval(request: EvalRequest, progress: Callable[[str], None] | None = None
     for role, model, tokenizer in _models(target, base if compare else None, progress):
         result = report.results.setdefault(role, ModelResult())
         name = ROLE_NAMES[role]
-        max_seq_length = _max_seq_length(run_config, tokenizer, model)
+        max_seq_length = max_seq_length_for(run_config, tokenizer, model)
         progress(f"{name}: loss on {evaluated:,} rows")
         view = _loss_view(data_path, chosen, tokenizer, run_config, max_seq_length, assistant_only=True)
         result.loss = mean_loss_view(model, tokenizer, view, max_seq_length)
@@ -203,10 +202,7 @@ def _pairs_eval(request: EvalRequest, target: Target, progress: Callable[[str], 
 
     check_pairs_request(request)
     path, opts = _data_path(request.data), ConvertOptions(preference=True)
-    try:
-        total = count_rows(path, opts, stopped="nothing was evaluated")
-    except LorawizError as exc:
-        raise LorawizError(f"--data {exc.message}", hint=exc.hint, exit_code=exc.exit_code) from exc
+    total = _counted(path, "--data", opts)
     rows = rows_at(path, _sample_positions(total, request.max_samples), opts)
     return run_pairs_eval(request, target, rows, total, _run_config(target), progress)
 
@@ -217,10 +213,10 @@ def _data_path(path: str) -> Path:
     return Path(resolve_builtin(path)) if is_builtin(path) else Path(path).expanduser()
 
 
-def _counted(path: Path, flag: str) -> int:
+def _counted(path: Path, flag: str, opts: Any = None) -> int:
     """The file's rows, counted in a streaming pass that fails on bad rows; errors led by the flag."""
     try:
-        return count_rows(path, stopped="nothing was evaluated")
+        return count_rows(path, opts, stopped="nothing was evaluated")
     except LorawizError as exc:
         raise LorawizError(f"{flag} {exc.message}", hint=exc.hint, exit_code=exc.exit_code) from exc
 
@@ -354,15 +350,6 @@ def _with_template(prompt: Sequence[Mapping[str, Any]], template: str, labels: S
             return turns
     return [*turns, {"role": "user", "content": template.replace("{labels}", ", ".join(labels))
                      .replace("{input}", "")}]
-
-
-def _max_seq_length(run_config: Any, tokenizer: Any, model: Any) -> int:
-    configured = run_config.data.max_seq_length if run_config is not None else None
-    if isinstance(configured, int) and configured > 0:
-        return configured
-    limits = [DEFAULT_MAX_SEQ_LENGTH, getattr(getattr(model, "config", None), "max_position_embeddings", None),
-              getattr(tokenizer, "model_max_length", None)]
-    return min(limit for limit in limits if isinstance(limit, int) and limit > 0)
 
 
 def _models(target: Target, base: str | None, progress: Callable[[str], None]) -> Iterator[tuple[str, Any, Any]]:

@@ -17,6 +17,8 @@ from lorawiz.data.rows import split_answer
 from lorawiz.errors import LorawizError
 from lorawiz.eval.metrics import perplexity
 
+DEFAULT_MAX_SEQ_LENGTH = 4096  # when neither the run's config nor the model says less
+
 # Tokens a batch of the loss pass may hold: with a 128k vocabulary the logits of 8k tokens take 2 GiB in bf16.
 LOSS_BATCH_TOKENS = 8192
 # End-of-turn markers of common chat templates (ChatML, Llama 3, Gemma, Phi-3): generation stops at any of them.
@@ -191,6 +193,17 @@ def mean_loss_view(model: Any, tokenizer: Any, view: Any, max_seq_length: int,
 
     loss, count = _score(model, tokenizer, batches())
     return LossResult(loss, perplexity(loss), count, view.rows + view.dropped, view.truncated)
+
+
+def max_seq_length_for(run_config: Any, tokenizer: Any, model: Any) -> int:
+    """The length rows are scored at: the run's max_seq_length, else the smallest of DEFAULT_MAX_SEQ_LENGTH, the
+    model's positions and the tokenizer's limit."""
+    configured = run_config.data.max_seq_length if run_config is not None else None
+    if isinstance(configured, int) and configured > 0:
+        return configured
+    limits = [DEFAULT_MAX_SEQ_LENGTH, getattr(getattr(model, "config", None), "max_position_embeddings", None),
+              getattr(tokenizer, "model_max_length", None)]
+    return min(limit for limit in limits if isinstance(limit, int) and limit > 0)
 
 
 def _nothing_to_score(rows: int, max_seq_length: int) -> None:

@@ -62,11 +62,12 @@ def _run_model(folder: Path) -> str | None:
     adapter_config.json has the path it loaded)."""
     import yaml
 
+    from lorawiz.models import run_setting
+
     try:
-        saved = yaml.safe_load((folder / "lorawiz.yaml").read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError):
+        found = run_setting(folder, "model", "model_name_or_path")
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):  # a damaged file: adapter_config.json's base
         return None
-    found = saved.get("model", {}).get("model_name_or_path") if isinstance(saved, dict) else None
     return found if isinstance(found, str) else None
 
 
