@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import logging
+import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -214,7 +215,8 @@ def check_hf_token() -> Check:
         return Check("hugging face token", WARNING, "huggingface_hub missing", "pip install huggingface_hub")
     if get_token():
         return Check("hugging face token", OK, "configured (not shown)")
-    return Check("hugging face token", WARNING, "not set: gated models (Llama, Gemma) cannot be downloaded",
+    return Check("hugging face token", WARNING, "not set: gated models (Llama, Gemma) cannot be downloaded, nor "
+                                                "a run pushed (lorawiz push, push_to_hub)",
                  "hf auth login  (or export HF_TOKEN=...)")
 
 
@@ -228,11 +230,37 @@ def check_accelerate_config() -> Check:
     return Check("accelerate config", OK, "none: lorawiz launches with settings for the GPUs it finds")
 
 
-def check_tensorboard() -> Check:
+def check_trackers() -> list[Check]:
+    """The experiment trackers report_to may name: tensorboard (a dependency: missing is a warning), wandb and
+    mlflow (extras: missing is fine, and said), and whether wandb can log in."""
+    checks = []
     version = _installed("tensorboard", "tensorboard")
-    if version is None:
-        return Check("tensorboard", WARNING, "not installed: no training curves", "pip install tensorboard")
-    return Check("tensorboard", OK, version)
+    checks.append(Check("tensorboard", OK, version) if version else
+                  Check("tensorboard", WARNING, "not installed: no training curves", "pip install tensorboard"))
+    for name, extra_fix in (("wandb", "pip install 'lorawiz[wandb]'"), ("mlflow", "pip install 'lorawiz[mlflow]'")):
+        version = _installed(name, name) or (_installed(name, f"{name}-skinny") if name == "mlflow" else None)
+        if version is None:
+            checks.append(Check(name, OK, f"not installed: report_to {name} needs {extra_fix}"))
+        elif name == "wandb" and not _wandb_key() and os.environ.get("WANDB_MODE") not in ("offline", "disabled"):
+            checks.append(Check(name, WARNING, f"{version}, but no API key: a run with report_to wandb would stop "
+                                               "at its first log", "wandb login  (or export WANDB_MODE=offline)"))
+        else:
+            where = (f", tracking at {os.environ.get('MLFLOW_TRACKING_URI') or './mlruns'}" if name == "mlflow"
+                     else "")
+            checks.append(Check(name, OK, f"{version}{where}"))
+    return checks
+
+
+def _wandb_key() -> bool:
+    """WANDB_API_KEY, or the key `wandb login` keeps in ~/.netrc (wandb's own lookup order)."""
+    import netrc
+
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 def run_checks(output_dir: str = ".", hardware: Any = None) -> tuple[list[Check], Any]:
@@ -246,7 +274,7 @@ def run_checks(output_dir: str = ".", hardware: Any = None) -> tuple[list[Check]
     checks += check_gpus(hardware)
     checks.append(check_bitsandbytes(torch_facts, hardware))
     checks += check_speedups(hardware)
-    checks += [check_disk(hardware, output_dir), check_hf_token(), check_accelerate_config(), check_tensorboard()]
+    checks += [check_disk(hardware, output_dir), check_hf_token(), check_accelerate_config(), *check_trackers()]
     return checks, hardware
 
 

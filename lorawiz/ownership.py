@@ -5,6 +5,7 @@ The one rule behind every --overwrite, read from markers lorawiz writes:
   holds nothing but what a run writes, and no other run;
 - a merge output (MERGE_MARKER, listing its files) is replaced only when it holds nothing but those files;
 - a config file is replaced only when `lorawiz init` wrote it (INIT_HEADER);
+- a report page only when `lorawiz report` wrote it (REPORT_HEADER), and never inside a run;
 - a data or results file (format, split, mix, eval --json) may be replaced, never a folder, never an input.
 A folder that looks like any training run (lorawiz's or another trainer's checkpoint-N) is never written into or
 over by another command. `hold_lock` keeps a second process out of an output while one writes it.
@@ -42,7 +43,7 @@ RUN_CONTENTS = (
     "eval_results.json", "trainer_state.json", "training_args.bin", "README.md", "demo_results.json", "eval-*.json",
     "adapter_config.json", "adapter_model.*", "tokenizer*", "special_tokens_map.json", "added_tokens.json",
     "chat_template.*", "vocab.*", "merges.txt", "spiece.model", "sentencepiece.*.model", "checkpoint-*",
-    "tmp-checkpoint-*", "runs", "logs", LOCK, ".*.tmp",
+    "tmp-checkpoint-*", "runs", "logs", LOCK, ".*.tmp", "loss.png",
 )
 SHOWN = 5  # names listed in a message
 
@@ -195,6 +196,29 @@ def check_config_replaceable(path: Path, flag: str = "--config-out") -> None:
             else "lorawiz init did not write it")
     raise LorawizError(f"{path} already exists and {what}; it is kept, even with --overwrite.",
                        hint=f"Pass {flag} NEW_FILE.")
+
+
+REPORT_HEADER = "<!DOCTYPE html><!-- written by lorawiz report -->"  # the first line of every page report writes
+
+
+def check_report_output(path: Path, flag: str = "-o") -> None:
+    """`lorawiz report -o`: a new file, or one lorawiz report wrote (its first line); never a folder, never a file
+    inside a training run (its folder would then hold a file no run writes)."""
+    if path.is_dir():
+        raise LorawizError(f"{flag} {path} is a folder.", hint=f"Give a file path: {flag} report.html.")
+    run = next((p for p in path.absolute().parents if is_training_run(p)), None)
+    if run is not None:
+        raise LorawizError(f"{flag} {path} is inside the training run {run}; a report never goes into a run.",
+                           hint=f"Write it beside the run, e.g. {flag} {run.name}-report.html.")
+    if not path.parent.is_dir():
+        raise LorawizError(f"{flag} {path}: the folder {path.parent} does not exist.",
+                           hint=f"Create it first: mkdir -p {path.parent}")
+    if path.exists() and not _first_line(path).startswith(REPORT_HEADER):
+        raise LorawizError(f"{path} already exists and lorawiz report did not write it; it is kept.",
+                           hint=f"Pass another {flag} path.")
+    if not os.access(path.parent, os.W_OK):  # the page is written beside it, then moved over it
+        raise LorawizError(f"cannot write {flag} {path}: no permission to write in {path.parent}.",
+                           hint=f"Pick a folder you can write to, or make it writable (chmod u+w {path.parent}).")
 
 
 def _same_file(a: Path, b: Path) -> bool:

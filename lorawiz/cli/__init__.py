@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from lorawiz import __version__
-from lorawiz.cli import completion, config, presets
+from lorawiz.cli import completion, config, export, presets
 from lorawiz.cli.chat import chat_command
 from lorawiz.cli.demo import demo_command
 from lorawiz.cli.doctor import doctor_command
@@ -23,6 +23,8 @@ from lorawiz.cli.lr_find import lr_find_command
 from lorawiz.cli.merge import merge_command
 from lorawiz.cli.mix import mix_command
 from lorawiz.cli.plan import plan_command
+from lorawiz.cli.push import push_command
+from lorawiz.cli.report import report_command
 from lorawiz.cli.split import split_command
 from lorawiz.cli.train import train_command
 
@@ -68,7 +70,10 @@ app.command("split")(split_command)
 app.command("mix")(mix_command)
 app.command("inspect")(inspect_command)
 app.command("merge")(merge_command)
+app.add_typer(export.app, name="export")
+app.command("push")(push_command)
 app.command("eval")(eval_command)
+app.command("report")(report_command)
 app.command("chat")(chat_command)
 app.add_typer(presets.app, name="presets")
 app.add_typer(config.app, name="config")

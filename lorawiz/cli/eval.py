@@ -16,6 +16,10 @@ def eval_command(
                                           "checkpoint-N in it), a merged model or a hub id.")],
     data: Annotated[str, typer.Option("--data", metavar="PATH", help="Evaluation data: any shape lorawiz format "
                                       "reads, a hub dataset id or builtin:triage:validation. Use held-out rows.")],
+    against: Annotated[str | None, typer.Option("--against", metavar="RUN_B", help="Compare TARGET (A) with this "
+                                                "adapter folder or merged model (B) on the same rows, instead of "
+                                                "with its base; two adapters of one base share it in memory.",
+                                                show_default=False)] = None,
     base: Annotated[str | None, typer.Option("--base", metavar="MODEL", help="The base model [default: the one "
                                              "in adapter_config.json; needed to compare a merged model].")] = None,
     compare_base: Annotated[bool | None, typer.Option("--compare-base/--no-compare-base", help="Measure the base "
@@ -58,8 +62,11 @@ def eval_command(
     Loss and perplexity on the assistant's answers; K answers side by side; for classification data,
     accuracy, macro-F1, per-class precision / recall / F1 and confusion matrices (the base is also
     prompted with the label list, and its best prompt is the bar to beat); with --general-data, a
-    forgetting check that warns when general perplexity worsens by more than 5%. On preference
-    pairs (chosen/rejected), each model's preference accuracy and DPO's implicit reward instead.
+    forgetting check that warns when general perplexity worsens by more than 5%; each general
+    benchmark (--general-data, --lm-eval) gets a verdict (kept, worse by x%, forgetting), and on
+    forgetting the mix-and-retrain commands are printed. On preference pairs (chosen/rejected),
+    each model's preference accuracy and DPO's implicit reward instead. With --against RUN_B, two
+    fine-tuned models side by side (A and B), and which is better on each metric.
 
     \b
     Examples:
@@ -68,6 +75,7 @@ def eval_command(
       lorawiz eval outputs/my-run --data val.jsonl --prompt-template best_prompt.txt --min-f1 0.615
       lorawiz eval merged/my-model --base Qwen/Qwen3-4B --data val.jsonl --general-data wiki.jsonl --json res.json
       lorawiz eval outputs/my-dpo-run --data pairs-val.jsonl     # preference accuracy, base vs tuned
+      lorawiz eval outputs/run-r16 --against outputs/run-r64 --data val.jsonl --general-data wiki.jsonl
     """
     import json
     import time
@@ -92,7 +100,7 @@ def eval_command(
     request = EvalRequest(target, data, base=base, compare_base=compare_base, task=task, labels=label_list,
                           general_data=general_data, max_samples=max_samples, samples=samples, lm_eval=task_list,
                           max_new_tokens=max_new_tokens, batch_size=batch_size, prompt_template=template,
-                          min_f1=min_f1)
+                          min_f1=min_f1, against=against)
     started = time.monotonic()
     try:
         report = run_eval(request, progress=lambda text: say(f"... {text}", stderr=True))

@@ -68,6 +68,10 @@ def merge_command(
     size = report.bytes_written
     say(f"wrote {report.output} ({size / 2**30:.2f} GiB)" if size >= 2**30 else
         f"wrote {report.output} ({size / 2**20:.1f} MiB)")
+    from lorawiz.serving import describe, vllm_hint
+
+    for line in describe(vllm_hint(report.output)):
+        say(line)
 
 
 def _one_adapter(positional: Path | None, flag: Path | None) -> Path:

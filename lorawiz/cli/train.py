@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Any
 
@@ -121,7 +122,13 @@ def train_command(
     from lorawiz.train.process_group import leaving_the_process_group
 
     with leaving_the_process_group():  # one of several processes: its gloo or NCCL group, cleanly
-        run_training(request)
+        result = run_training(request)
+    if result.status == "done" and os.environ.get("RANK", "0") == "0":
+        from lorawiz.console import say
+        from lorawiz.serving import describe, vllm_hint
+
+        for line in describe(vllm_hint(result.output_dir)):
+            say(line)
 
 
 def _processes(requested: int | None) -> tuple[int, bool]:

@@ -22,7 +22,7 @@ SAME = frozenset({
     "save_total_limit", "max_steps", "seed", "early_stopping_patience", "load_best_model_at_end",
     "metric_for_best_model", "greater_is_better", "lr_scheduler_kwargs", "trust_remote_code",
     "layers_to_transform", "use_dora", "use_rslora", "eval_strategy", "save_strategy", "dataloader_num_workers",
-    "evals_per_epoch", "saves_per_epoch", "group_by_length", "early_stopping_threshold",
+    "evals_per_epoch", "saves_per_epoch", "group_by_length", "early_stopping_threshold", "hub_strategy",
 })
 RENAMED = {**RENAMED_KEYS,
     "base_model": "model_name_or_path", "sequence_len": "max_seq_length", "micro_batch_size":
@@ -36,7 +36,7 @@ RENAMED = {**RENAMED_KEYS,
 COSMETIC = frozenset({
     "model_type", "tokenizer_type", "base_model_config", "is_llama_derived_model", "is_mistral_derived_model",
     "is_qwen_derived_model", "strict", "pad_to_sequence_len", "flash_attention", "sdp_attention", "xformers_attention",
-    "wandb_project", "wandb_entity", "wandb_watch", "wandb_name", "wandb_log_model", "hub_model_id", "debug",
+    "wandb_project", "wandb_entity", "wandb_watch", "wandb_name", "wandb_log_model", "debug",
     "deepspeed", "fsdp", "fsdp_config", "resume_from_checkpoint", "local_rank", "logging_first_step",
     "eval_sample_packing", "remove_unused_columns", "chat_template", "eval_table_size", "eval_max_new_tokens",
 })
@@ -91,6 +91,9 @@ def axolotl_values(data: Mapping[str, Any], at: Callable[[str], str]) -> tuple[d
                                                  "fraction such as 0.05."))
             else:
                 put("val_split", value, key)
+        elif key == "hub_model_id":  # Axolotl pushes (privately) whenever it names a repository
+            put("hub_model_id", value, key)
+            put("push_to_hub", True, key)
         elif key == "train_on_inputs":
             put("assistant_only_loss", not value, key)
         elif key == "special_tokens":

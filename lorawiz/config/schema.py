@@ -40,6 +40,7 @@ SCHEDULERS = (
 )
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 PARALLELISMS = ("ddp", "fsdp", "deepspeed")
+HUB_STRATEGIES = ("end", "every_save", "checkpoint", "all_checkpoints")  # TrainingArguments.hub_strategy's values
 PARALLELISM_ALIASES = {"dp": "ddp", "data_parallel": "ddp", "fsdp2": "fsdp", "zero3": "deepspeed",
                        "deepspeed_zero3": "deepspeed", "zero-3": "deepspeed", "ds": "deepspeed"}
 
@@ -199,7 +200,18 @@ SECTIONS: dict[str, tuple[Knob, ...]] = {
            "Metric that picks the best checkpoint and drives early stopping."),
         _k("greater_is_better", bool, None,
            "Whether a larger metric is better (derived from the metric name if unset)."),
-        _k("report_to", list[str], ["tensorboard"], "Experiment trackers: tensorboard, wandb, mlflow, or none."),
+        _k("report_to", list[str], ["tensorboard"], "Experiment trackers: tensorboard, wandb, mlflow (each needs "
+           "its package: pip install 'lorawiz[wandb]'), several joined by commas, or none."),
+        _k("run_name", str, None, "The run's name in the trackers (wandb, mlflow) and on its model card (default: "
+           "the output folder's name)."),
+        _k("push_to_hub", bool, False, "Upload the adapter, its model card and results to the Hugging Face Hub "
+           "(hub_model_id) at the end of training; needs a token (hf auth login or HF_TOKEN)."),
+        _k("hub_model_id", str, None, "The Hub repository to push to: namespace/name (yours or an organization's)."),
+        _k("hub_private_repo", bool, True, "Create the Hub repository private (true) or public (false); an existing "
+           "repository keeps its visibility."),
+        _k("hub_strategy", Literal[HUB_STRATEGIES], "end", "What is pushed when: end (the finished run only), "
+           "every_save (each checkpoint's adapter too), checkpoint (also the latest checkpoint folder, to resume "
+           "elsewhere), all_checkpoints (every checkpoint folder)."),
     ),
     "dataloader": (
         _k("dataloader_num_workers", int, 0, "Background processes that prepare batches; 0 loads in the main process.",

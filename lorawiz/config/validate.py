@@ -143,7 +143,7 @@ def validate(values: Mapping[str, Any], sources: Mapping[str, Source], problems:
 
 # Defaults that follow another choice; re-derived whenever the values change (a plan, an adjustment).
 DERIVED = ("validation_file", "eval_strategy", "load_best_model_at_end", "early_stopping_patience", "save_strategy",
-           "greater_is_better", "logging_dir")
+           "greater_is_better", "logging_dir", "run_name")
 
 
 def derive_defaults(values: Mapping[str, Any], sources: Mapping[str, Source]
@@ -182,6 +182,8 @@ def derive_defaults(values: Mapping[str, Any], sources: Mapping[str, Source]
         derive("save_strategy", values.get("eval_strategy"), "follows eval_strategy")
     if is_default("logging_dir") and isinstance(values.get("output_dir"), str) and values["output_dir"]:
         derive("logging_dir", str(Path(values["output_dir"]) / "logs"), "under output_dir")
+    if is_default("run_name") and isinstance(values.get("output_dir"), str) and values["output_dir"]:
+        derive("run_name", Path(values["output_dir"]).expanduser().resolve().name, "the output folder's name")
     metric = values.get("metric_for_best_model")
     if values.get("greater_is_better") is None and isinstance(metric, str):
         derive("greater_is_better", "loss" not in metric, f"from {metric}")
@@ -307,6 +309,9 @@ def _cross_field_problems(cfg: Mapping[str, Any], sources: Mapping[str, Source])
         found.append(Problem(src("packing", "group_by_length"), "packing and group_by_length are both true; keep one "
                                                                 "(packing already leaves no padding)."))
     found.extend(_scheduler_problems(train, log, src))
+    from lorawiz.config.integrations import hub_problems, tracking_problems
+
+    found.extend(tracking_problems(log, src, Problem) + hub_problems(log, src, Problem))
     lora = cfg["lora"]
     for per, steps in (("evals_per_epoch", "eval_steps"), ("saves_per_epoch", "save_steps")):
         source = sources.get(steps, DEFAULT)

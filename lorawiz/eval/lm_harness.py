@@ -12,7 +12,7 @@ import difflib
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ DATA_ERRORS = (ConnectionError, TimeoutError, FileNotFoundError)
 class Harness:
     manager: Any  # lm_eval.tasks.TaskManager
     names: list[str]
+    # {task: {metric: True / False / None}} as lm-eval's output declares it, filled in by run_tasks
+    higher_is_better: dict[str, dict[str, bool | None]] = field(default_factory=dict)
 
 
 def prepare_tasks(specs: list[str]) -> Harness:
@@ -108,6 +110,8 @@ def run_tasks(harness: Harness, model: Any, tokenizer: Any, limit: int | None, b
         except DATA_ERRORS as exc:  # the network went away after prepare_tasks
             raise _data_error(",".join(harness.names), exc, told_offline) from exc
     results = {}
+    for task, declared in (output or {}).get("higher_is_better", {}).items():
+        harness.higher_is_better[task] = {key.split(",")[0]: value for key, value in (declared or {}).items()}
     for task, metrics in (output or {}).get("results", {}).items():
         results[task] = {key.split(",")[0]: value for key, value in metrics.items()
                          if isinstance(value, int | float) and "_stderr" not in key and key != "sample_len"}

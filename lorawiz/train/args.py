@@ -272,6 +272,11 @@ def training_arguments(cfg: Any, *, output_dir: str, on_gpu: bool, train_rows: i
         metric_for_best_model=log.metric_for_best_model,
         greater_is_better=log.greater_is_better,
         report_to=list(log.report_to) or "none",
+        run_name=log.run_name,
+        # the Trainer creates the repository (with its visibility) and pushes checkpoints as hub_strategy says;
+        # the finished run is pushed by lorawiz.publish, with its model card (train/outputs.py)
+        push_to_hub=log.push_to_hub, hub_model_id=log.hub_model_id, hub_private_repo=log.hub_private_repo,
+        hub_strategy=log.hub_strategy,
         dataloader_num_workers=cfg.dataloader.dataloader_num_workers,
         remove_unused_columns=cfg.dataloader.remove_unused_columns,
         # Rows of similar length in one batch: the padding a batch carries shrinks from the long tail's to a few %.

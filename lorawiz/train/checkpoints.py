@@ -24,7 +24,8 @@ from lorawiz.ownership import CHECKPOINT_MARKER as MARKER
 # Knobs that do not change what is learned: they may differ between a run and its resumption.
 NOT_FINGERPRINTED = frozenset({
     "output_dir", "logging_dir", "remove_unused_columns", "logging_steps", "report_to", "save_total_limit",
-    "dataloader_num_workers", "cache_dir",
+    "dataloader_num_workers", "cache_dir", "run_name", "push_to_hub", "hub_model_id", "hub_private_repo",
+    "hub_strategy",
     "per_device_eval_batch_size", "eval_steps", "save_steps", "eval_strategy", "save_strategy",
     "load_best_model_at_end", "early_stopping_patience", "early_stopping_threshold", "num_train_epochs", "max_steps",
     # the out-of-memory fallback may change these while keeping the effective batch and the maths the same

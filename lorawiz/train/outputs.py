@@ -1,5 +1,5 @@
 """What a run leaves beside its checkpoints: lorawiz.yaml (the configuration it ran), the adapter and tokenizer,
-all_results.json and a model card. Every file is written atomically."""
+all_results.json and a model card (lorawiz.publish.card). Every file is written atomically."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ def write_run_config(output_dir: Path, resolved: Any) -> None:
     comments = {name: resolved.source(name).explained for name in values}
     # a derived logging_dir is left out: it follows --output-dir when the file re-runs, not this run's folder
     skip = {"logging_dir": resolved.source("logging_dir").kind == "derived",
+            "run_name": resolved.source("run_name").kind == "derived",  # the new folder's name when re-run
             "train_file": resolved.source("train_file").kind == "derived",  # the mix of datasets, made again
             # computed from evals_per_epoch / saves_per_epoch, which the file keeps: computed again
             "eval_steps": bool(values["evals_per_epoch"]) and resolved.source("eval_steps").kind == "recommender",
@@ -69,6 +70,8 @@ def save_outputs(trainer: Any, tokenizer: Any, resolved: Any, result: Any, outpu
     elif "ref" in getattr(trainer.model, "peft_config", {}):  # DPO's frozen reference copy stays out of the run
         trainer.model.save_pretrained(str(output_dir), selected_adapters=["default"])
     else:
+        # the finished run is pushed by lorawiz.publish (its card, its file filter), not by save_model's own push
+        trainer.args.push_to_hub = False
         trainer.save_model(str(output_dir))  # adapter_config.json + adapter_model.safetensors (the best, if loaded)
     check_saved_adapter(output_dir)
     if resolved.config.data.head == "sequence":  # the head's classes travel with the adapter (lorawiz.models)
@@ -96,7 +99,12 @@ def save_outputs(trainer: Any, tokenizer: Any, resolved: Any, result: Any, outpu
                     "global_step": state.global_step})
     with atomic_output(output_dir / "all_results.json", overwrite=True) as handle:
         json.dump(_jsonable(metrics), handle, indent=2)
-    _write_model_card(output_dir, resolved.config, metrics, model_name, backend_name)
+    from lorawiz.run_report import write_loss_plot
+
+    write_loss_plot(output_dir, state.log_history)  # RUN/loss.png; a plotting failure is a warning, never a failure
+    from lorawiz.publish.card import write_card
+
+    write_card(output_dir, resolved.config.model_dump(mode="json"), backend_name)
     return metrics
 
 
@@ -107,55 +115,3 @@ def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
             value = str(value)
         out[key] = value
     return out
-
-
-def _write_model_card(output_dir: Path, cfg: Any, metrics: dict[str, Any], model_name: str,
-                      backend_name: str) -> None:
-    """README.md: what was trained, how, the run's final numbers, how to load it and how to train it again."""
-    import shlex
-
-    from lorawiz.builtin import local_path
-    from lorawiz.config.schema import format_value
-
-    def number(value: Any) -> str:
-        return f"{value:.4f}" if isinstance(value, float) and math.isfinite(value) else str(value)
-
-    model_name = local_path(model_name)  # what from_pretrained loads: a builtin: name's folder
-    quantized = "4-bit QLoRA" if cfg.model.load_in_4bit else "8-bit LoRA" if cfg.model.load_in_8bit else "LoRA"
-    precision = "bf16" if cfg.optimization.bf16 else "fp16" if cfg.optimization.fp16 else "fp32"
-    cap = f", capped at max_steps {cfg.training.max_steps}" if cfg.training.max_steps > 0 else ""
-    epochs = metrics.get("epoch")
-    lines = [
-        "---", f"base_model: {model_name}", "library_name: peft", "tags: [lora, lorawiz]", "---", "",
-        f"# LoRA adapter for {model_name}", "",
-        f"Trained with lorawiz {__version__} ({backend_name} backend) on `{cfg.data.train_file}`.", "",
-        f"- LoRA rank {cfg.lora.lora_r}, alpha {cfg.lora.lora_alpha}, targets "
-        f"{format_value(cfg.lora.lora_target_modules)}",
-        f"- {quantized} in {precision}, learning rate {format_value(cfg.training.learning_rate)}, "
-        f"max_seq_length {cfg.data.max_seq_length}",
-        f"- {metrics.get('global_step')} steps, "
-        + (f"{epochs:.2f} of " if isinstance(epochs, int | float) else "")
-        + f"{format_value(cfg.training.num_train_epochs)} epochs{cap}",
-        f"- final training loss: {number(metrics.get('final_loss'))} (step {metrics.get('final_loss_step')})",
-    ]
-    if metrics.get("eval_loss") is not None:
-        kept = Path(metrics["kept_checkpoint"]).name if metrics.get("kept_checkpoint") else "the final weights"
-        lines.append(f"- evaluation loss of the kept model ({kept}): {number(metrics['eval_loss'])} "
-                     f"(step {metrics.get('eval_step')}, {metrics.get('val_rows')} validation rows)")
-    rerun = shlex.join(["lorawiz", "train", str(output_dir.resolve() / "lorawiz.yaml"), "--output-dir"])
-    auto, labels = "AutoModelForCausalLM", ""
-    if cfg.data.head == "sequence":  # the score head's classes, in order (also in labels.json)
-        auto, labels = "AutoModelForSequenceClassification", f", num_labels={len(cfg.data.labels)}, " \
-                                                             f"id2label={dict(enumerate(cfg.data.labels))}"
-        lines.append(f"- a sequence-classification head over {len(cfg.data.labels)} labels: "
-                     f"{', '.join(cfg.data.labels)}")
-    lines += [
-        "", "Load it with:", "", "```python", "from peft import PeftModel",
-        f"from transformers import {auto}", "",
-        f'base = {auto}.from_pretrained("{model_name}"{labels})',
-        f'model = PeftModel.from_pretrained(base, "{output_dir}")', "```", "",
-        "The full configuration is in `lorawiz.yaml`; train it again with:", "", "```bash",
-        f"{rerun} NEW_DIR", "```", "",
-    ]
-    with atomic_output(output_dir / "README.md", overwrite=True) as handle:
-        handle.write("\n".join(lines))

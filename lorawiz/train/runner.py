@@ -20,6 +20,7 @@ from typing import Any
 
 from lorawiz import __version__
 from lorawiz.errors import LorawizError
+from lorawiz.publish.push import check_token, push_run
 from lorawiz.train.checkpoints import check_output_dir, check_resume_flags
 from lorawiz.train.interrupt import StopRequest
 
@@ -151,6 +152,8 @@ def _plan_and_train(request: TrainRequest) -> TrainResult:
     if not request.dry_run:
         request = replace(request, resume=_resume_here(output_dir, request, is_main))
 
+    if cfg.logging.push_to_hub and is_main and not request.dry_run:  # a token, before any data or model loads
+        check_token(cfg.logging.hub_model_id, "hub_model_id")
     from lorawiz.train.data import load_run_data, prepare_data
 
     run_data = load_run_data(request.config.config, world, say=request.reporter.say if is_main else None,
@@ -316,6 +319,7 @@ def _train_once(ctx: RunContext, data: Any, checkpoint: Path | None, fingerprint
     from lorawiz.train.callbacks import NonFiniteLossGuard
     from lorawiz.train.checkpoints import make_marker_callback
     from lorawiz.train.monitor import TrainMonitor
+    from lorawiz.train.trackers import tracker_errors
 
     cfg = ctx.cfg
     args = make.trainer_config(cfg, output_dir=str(ctx.output_dir), on_gpu=ctx.on_gpu, train_rows=len(data.train),
@@ -340,14 +344,15 @@ def _train_once(ctx: RunContext, data: Any, checkpoint: Path | None, fingerprint
     trainer = ctx.backend.trainer(loaded, data.train, data.eval, args, callbacks, lengths=data.train_lengths)
     monitor.attach(trainer)  # drops the Trainer's own printer/progress callbacks
     stop.install()
-    try:
-        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    except BaseException as exc:
-        monitor.close(exc)
-        raise
-    finally:
-        stop.restore()
-        monitor.close()
+    with tracker_errors():  # said as the tracker's failure, after the monitor wrote what happened
+        try:
+            result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        except BaseException as exc:
+            monitor.close(exc)
+            raise
+        finally:
+            stop.restore()
+            monitor.close()
     _raise_if_diverged(ctx, guard)
     if stop.signal_name is not None:
         ctx.say(f"stopped by {stop.signal_name} at step {trainer.state.global_step}; a checkpoint was saved in "
@@ -368,6 +373,8 @@ def _train_once(ctx: RunContext, data: Any, checkpoint: Path | None, fingerprint
 
         mark_finished(ctx.output_dir, trainer.state.global_step, ctx.cfg)  # `--resume auto` then trains nothing
         ctx.say(f"saved the adapter, tokenizer and results in {ctx.output_dir}")
+        if cfg.logging.push_to_hub:
+            push_run(ctx.output_dir, cfg.logging, ctx.backend_name, ctx.say)
     return TrainResult(ctx.output_dir, "done", dict(result.metrics), trainer.state.best_model_checkpoint,
                        time.monotonic() - ctx.started)
 

@@ -23,7 +23,7 @@ class _Table:
 def render_report(report: EvalReport, plain: bool) -> Any:
     """The report: plain lines (a list of str, tables tab-separated) when `plain`, else a Rich renderable."""
     parts: list[Any] = [*_summary(report), *_preference(report), *_classification(report), *_samples(report, plain),
-                        *_lm_eval(report)]
+                        *_lm_eval(report), *_forgetting(report), *_better(report)]
     return _plain_lines(parts) if plain else _rich_group(parts)
 
 
@@ -57,17 +57,21 @@ def _summary(report: EvalReport) -> list[Any]:
     what = f"adapter on {report.target.base}" if report.target.is_adapter else "model"
     rows = f"{report.rows:,} rows" + (f" (a fixed sample of {report.total_rows:,})"
                                       if report.rows < report.total_rows else "")
-    parts: list[Any] = [f"eval {report.target.path} ({what}) on {report.data}: {rows}; task {report.task} "
-                        f"({report.task_source})"]
+    compared = (f"{report.target.path} ({what})" if not report.sides else
+                f"{report.sides['A'].name} (A) against {report.sides['B'].name} (B)")
+    parts: list[Any] = [f"eval {compared} on {report.data}: {rows}; task {report.task} ({report.task_source})"]
     parts += [f"note: {note}" for note in report.notes]
     if any(report.results[role].loss is not None for role in report.roles):  # a sequence head has no token loss
         parts.append(_Table(_headers(report), _loss_rows(report, "loss"),
                             f"Loss on {report.data} (the assistant's answers)"))
     if report.general_data:
         parts.append(_Table(_headers(report), _loss_rows(report, "general"),
-                            f"Forgetting check: every token of {report.general_data}"))
+                            f"{'General data' if report.sides else 'Forgetting check'}: every token of "
+                            f"{report.general_data}"))
         rise = report.change("general", "perplexity")
         threshold = report.forgetting_threshold
+        if report.sides:  # neither side is the base: which one is better says it (_better)
+            rise = None
         if report.forgetting is not None:
             parts.append(f"warning: perplexity on general data worsened by {rise:.1%} (more than {threshold:.0%}): "
                          "the model has forgotten some of what it knew. Mix general data into training (lorawiz "
@@ -83,7 +87,7 @@ def _compared(report: EvalReport) -> bool:
 
 
 def _headers(report: EvalReport) -> list[str]:
-    return ["", *(report.role_names[role] for role in report.roles), *(["change"] if _compared(report) else [])]
+    return ["", *(report.names[role] for role in report.roles), *(["change"] if _compared(report) else [])]
 
 
 def _loss_rows(report: EvalReport, attribute: str) -> list[list[str]]:
@@ -101,7 +105,7 @@ def _classification(report: EvalReport) -> list[Any]:
     """Accuracy and how labels were found for each prompt, per-class scores, confusion matrices, the verdict."""
     if report.task != "classification":
         return []
-    roles, names = report.roles, report.role_names
+    roles, names = report.roles, report.names
     columns = [(role, variant) for role in roles for variant in report.results[role].classification]
     headers = [names[role] + (f" ({variant})" if role == "base" else "") for role, variant in columns]
     reports = [report.results[role].classification[variant] for role, variant in columns]
@@ -127,7 +131,7 @@ def _classification(report: EvalReport) -> list[Any]:
             scores = report.results[role].classification[best[role]].per_class[label]
             cells += [f"{scores.precision:.2f}", f"{scores.recall:.2f}", f"{scores.f1:.2f}"]
         per_class.append(cells)
-    short = {"base": "base", "fine_tuned": "tuned"}  # eight columns fit in 80
+    short = {"base": "base", "fine_tuned": "tuned", **({} if not report.sides else names)}  # eight columns fit in 80
     parts.append(_Table(["label", "rows"] + [f"{short[role]} {m}" for role in roles for m in ("P", "R", "F1")],
                         per_class, "Per class" + (f" (base: prompt {best['base']})" if "base" in best else "")))
     for role in roles:
@@ -157,7 +161,7 @@ def _samples(report: EvalReport, plain: bool) -> list[Any]:
     """Each sample row with the reference and every model's answer: lines when plain, else one wide table."""
     if not report.samples:
         return []
-    labels = {"reference": "reference", **{role: report.role_names[role] for role in report.roles}}
+    labels = {"reference": "reference", **{role: report.names[role] for role in report.roles}}
     if plain:
         lines = [f"Samples ({len(report.samples)}, greedy):"]
         for sample in report.samples:
@@ -191,6 +195,41 @@ def _lm_eval(report: EvalReport) -> list[Any]:
             change = [_percent(report.lm_eval_change(task, metric))] if compared else []
             rows.append([f"{task} {metric}", *(_number(v) if v is not None else "-" for v in values), *change])
     return [_Table(["task metric", *_headers(report)[1:]], rows, "lm-eval-harness (zero-shot)")]
+
+
+def _forgetting(report: EvalReport) -> list[Any]:
+    """Each general benchmark's verdict (kept, worse by x%, forgetting), and the commands that mitigate forgetting."""
+    checks = report.forgetting_checks()
+    if not checks:
+        return []
+    rows = [[check["task"] if check["check"] == "lm-eval" else f"general data ({check['task']})", check["metric"],
+             _number(check["base"]), _number(check["fine_tuned"]), check["shown"]] for check in checks]
+    threshold = report.forgetting_threshold
+    parts: list[Any] = [_Table(["benchmark", "metric", "base", "fine-tuned", "verdict"], rows,
+                               f"Forgetting: the fine-tuned model against the base (more than {threshold:.0%} worse "
+                               "is forgetting)")]
+    if report.mitigation:
+        parts.append("forgetting found: mix general data into the training data and train again with a lower "
+                     "learning rate:")
+        parts += [f"  {command}" for command in report.mitigation]
+        parts += [f"  ({note})" for note in report.mitigation_notes]
+    return parts
+
+
+def _better(report: EvalReport) -> list[Any]:
+    """--against: each metric with A's and B's value and the better side, then one verdict line."""
+    found = report.better_by_metric()
+    if not found:
+        return []
+    names = report.names
+    rows = [[metric, _number(a), _number(b), better or "tie"] for metric, a, b, better in found]
+    by_side: dict[str, list[str]] = {}
+    for metric, _, _, better in found:
+        by_side.setdefault(better or "tie", []).append(metric)
+    said = [f"{side} is better on {', '.join(by_side[side])}" for side in (names["A"], names["B"]) if side in by_side]
+    said += [f"tied on {', '.join(by_side['tie'])}"] if "tie" in by_side else []
+    return [_Table(["metric", names["A"], names["B"], "better"], rows, "Which side is better"),
+            f"verdict: {'; '.join(said)}."]
 
 
 def _plain_lines(parts: list[Any]) -> list[str]:

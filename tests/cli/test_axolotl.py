@@ -119,3 +119,16 @@ def test_a_pad_token_the_tokenizer_lacks_is_refused(project):
                           cwd=project, capture_output=True, text=True, env=subprocess_env(CI="true"), timeout=600)
     assert done.returncode == 2
     assert "pad_token <|end_of_text|>: the tokenizer has no such token" in done.stderr
+
+
+def test_an_axolotl_hub_model_id_pushes_as_axolotl_does(cli, project, monkeypatch):
+    """Axolotl pushes (privately) whenever a config names hub_model_id; lorawiz reads it the same way."""
+    monkeypatch.chdir(project)
+    text = (project / "axolotl.yml").read_text() + "hub_model_id: you/llama-qlora\nhub_strategy: every_save\n"
+    (project / "axolotl.yml").write_text(text)
+    result = cli("config", "show", "axolotl.yml", "--json")
+    assert result.exit_code == 0, result.output
+    values, sources = flat(result)
+    assert (values["hub_model_id"], values["push_to_hub"], values["hub_private_repo"], values["hub_strategy"]) == \
+        ("you/llama-qlora", True, True, "every_save")
+    assert sources["push_to_hub"]["label"] == "file axolotl.yml (Axolotl)"

@@ -68,11 +68,39 @@ def test_adapter_against_its_base_on_classification_data(run, general, tmp_path)
     rise = report["change"]["general_perplexity"]
     assert rise > 0.05 and report["forgetting_warning"] is True
     assert f"warning: perplexity on general data worsened by {rise:.1%}" in done.stdout
+    # the verdict, and the commands that mitigate it: mix general data in, train again at half the learning rate
+    forgetting = report["forgetting"]
+    assert forgetting["found"] is True and forgetting["threshold"] == 0.05
+    assert [(c["task"], c["verdict"]) for c in forgetting["checks"]] == [(str(general), "forgetting")]
+    mix, train = forgetting["mitigation"]
+    assert mix == f"lorawiz mix builtin:triage:0.65 GENERAL.jsonl:0.35 -o {run.parent / 'run-mixed.jsonl'}"
+    assert train == (f"lorawiz train {run / 'lorawiz.yaml'} --data {run.parent / 'run-mixed.jsonl'} --learning-rate "
+                     f"0.0015 --output-dir {run.parent / 'run-mixed'}")  # DEMO_SETTINGS: 3e-3
+    assert "forgetting found: mix general data into the training data" in done.stdout and f"  {train}" in done.stdout
+    _run_the_mitigation(mix, train, tmp_path)
     # the plain tables
     for line in ("accuracy\t", "macro-F1\t", "true\tcollapse\tfire", "--- row 1",
                  "fine-tuned macro-F1"):
         assert line in done.stdout, line
     assert "Traceback" not in done.stderr
+
+
+def _run_the_mitigation(mix: str, train: str, tmp_path: Path) -> None:
+    """The printed commands run: the mix (general data in chat form for GENERAL.jsonl, since the --general-data
+    here is plain text) and the train step as a dry run."""
+    import shlex
+
+    from lorawiz.builtin.tiny import generic_sentences
+
+    general_chat = tmp_path / "general-chat.jsonl"
+    general_chat.write_text("".join(json.dumps({"messages": [{"role": "user", "content": "Say something."},
+                                                             {"role": "assistant", "content": s}]}) + "\n"
+                                    for s in generic_sentences(300, seed=3)))
+    done = lorawiz(*shlex.split(mix.replace("GENERAL.jsonl", str(general_chat)))[1:])
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = lorawiz(*shlex.split(train)[1:], "--dry-run")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0.0015" in done.stdout
 
 
 def test_no_forgetting_warning_when_nothing_changed(general, tmp_path):
@@ -126,10 +154,16 @@ def test_lm_eval_tasks_run_on_both_models(run, tmp_path):
     done = lorawiz("eval", str(run), "--data", "builtin:triage:validation", "--max-samples", "6", "--samples", "0",
                    "--lm-eval", str(task), "--json", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
-    results = json.loads(out.read_text())["results"]
+    report = json.loads(out.read_text())
+    results = report["results"]
     for role in ("base", "fine_tuned"):
         assert 0.0 <= results[role]["lm_eval"]["lorawiz_triage_mc"]["acc"] <= 1.0
     assert "lorawiz_triage_mc acc\t" in done.stdout
+    # the task's forgetting verdict, from lm-eval's own higher_is_better (acc: higher is better)
+    check = next(c for c in report["forgetting"]["checks"] if (c["task"], c["metric"]) == ("lorawiz_triage_mc", "acc"))
+    assert check["lower_is_better"] is False and check["verdict"] in ("kept", "worse", "forgetting")
+    assert "lorawiz_triage_mc\tacc\t" in done.stdout and check["shown"] in done.stdout
+    assert bool(report["forgetting"]["mitigation"]) is report["forgetting"]["found"]
 
 
 @pytest.mark.parametrize(("args", "message"), [

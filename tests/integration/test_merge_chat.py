@@ -111,3 +111,4 @@ def test_merge_cli_reports_the_check(tmp_path, adapter):
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert "largest logit difference" in done.stdout and json.loads((tmp_path / "m" / "config.json").read_text())
+    assert f"serve it with vLLM: vllm serve {(tmp_path / 'm').resolve()} --served-model-name m" in done.stdout

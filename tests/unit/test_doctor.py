@@ -109,3 +109,24 @@ def test_the_tested_table_lies_inside_the_declared_ranges():
         assert tested in SpecifierSet(ranges[name]), (name, tested, ranges[name])
     assert "1.15.0" not in SpecifierSet(ranges["trl"])  # its SFTTrainer needs Triton, which CPU torch lacks
     assert "1.6.0" not in SpecifierSet(ranges["accelerate"])  # resume restores the data order differently
+
+
+def test_trackers_say_what_report_to_needs_and_whether_wandb_can_log_in(monkeypatch, tmp_path):
+    """A wandb package (a stand-in module on sys.path: this machine has none) without a key is a warning with the
+    fix; with WANDB_API_KEY, or absent, it is fine and says how to install it."""
+    def trackers():
+        return {check.name: check for check in doctor.check_trackers()}
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    if doctor._installed("wandb", "wandb") is None:
+        assert trackers()["wandb"].status == OK and "lorawiz[wandb]" in trackers()["wandb"].detail
+    (tmp_path / "site" / "wandb").mkdir(parents=True)
+    (tmp_path / "site" / "wandb" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    check = trackers()["wandb"]
+    assert check.status == WARNING and "no API key" in check.detail and "wandb login" in check.fix
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert trackers()["wandb"].status == OK
+    assert trackers()["tensorboard"].status == OK and "mlflow" in trackers()

@@ -17,7 +17,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "lorawiz"
 PURE = ("lorawiz.config", "lorawiz.recommend", "lorawiz.fitting", "lorawiz.memory", "lorawiz.throughput",
         "lorawiz.catalog", "lorawiz.presets", "lorawiz.errors", "lorawiz.data.formats", "lorawiz.parallelism",
-        "lorawiz.lr_range", "lorawiz.methods", "lorawiz.rules", "lorawiz.lora_size")
+        "lorawiz.lr_range", "lorawiz.methods", "lorawiz.rules", "lorawiz.lora_size", "lorawiz.run_history",
+        "lorawiz.eval.verdicts")
 PURE_THIRD_PARTY = {"yaml", "pydantic"}
 
 
@@ -102,8 +103,8 @@ def test_pure_modules_import_no_heavy_library(name):
 
 
 def test_eval_merge_and_chat_do_not_import_train():
-    users = [name for name in MODULES if name.startswith("lorawiz.eval") or name in ("lorawiz.merge", "lorawiz.chat",
-                                                                                    "lorawiz.models")]
+    users = [name for name in MODULES if name.startswith(("lorawiz.eval", "lorawiz.export"))
+             or name in ("lorawiz.merge", "lorawiz.chat", "lorawiz.models")]
     offenders = [(name, target) for name in users for target in lorawiz_imports(name)
                  if target.startswith("lorawiz.train")]
     assert users and not offenders

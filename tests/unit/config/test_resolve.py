@@ -119,7 +119,10 @@ def test_schema_covers_exactly_the_documented_keys():
                                                    # issue 19: a sequence-classification head
                                                    "head", "labels",
                                                    # issue 19, point 1: preference tuning
-                                                   "method", "beta", "from_adapter"}
+                                                   "method", "beta", "from_adapter",
+                                                   # issue 20: tracking and the Hub push
+                                                   "run_name", "push_to_hub", "hub_model_id", "hub_private_repo",
+                                                   "hub_strategy"}
 
 
 def test_sectioned_yaml_and_mixed_layouts_load(tmp_path):

@@ -1,19 +1,14 @@
-"""lorawiz.eval.run's choices that need no model: the task, the label list prompt, the rows sampled."""
+"""lorawiz.eval's choices that need no model (plan and measure): the task, the label list prompt, the rows
+sampled."""
 
 from __future__ import annotations
 
 import pytest
 
 from lorawiz.config.resolve import resolve_config
-from lorawiz.eval.run import (
-    EvalRequest,
-    _answers,
-    _resolve_task,
-    _sample_indices,
-    _sample_positions,
-    _with_label_list,
-    _without_reasoning,
-)
+from lorawiz.eval.measure import _with_label_list, _without_reasoning
+from lorawiz.eval.plan import EvalRequest, _answers, _resolve_task, _sample_indices
+from lorawiz.eval.plan import sample_positions as _sample_positions
 
 CLASSIFICATION_RUN = resolve_config(set_items=["task=classification"]).config  # a run's lorawiz.yaml, typed
 
@@ -90,7 +85,7 @@ def test_min_f1_is_a_bar_to_beat(tuned, passed):
 
 
 def test_the_template_takes_the_rows_prompt_and_the_labels():
-    from lorawiz.eval.run import _with_template
+    from lorawiz.eval.measure import _with_template
 
     asked = _with_template([{"role": "system", "content": "s"}, {"role": "user", "content": "smoke on floor 2"}],
                            "One of {labels}: {input}", ["fire", "flood"])

@@ -165,6 +165,11 @@ CASES = [
     Case("metric_for_best_model", "eval_accuracy", _sft("metric_for_best_model")),
     Case("greater_is_better", True, _sft("greater_is_better"), companions={"metric_for_best_model": "accuracy"}),
     Case("report_to", [], _sft("report_to"), expected=[]),
+    Case("run_name", "trial-7", _sft("run_name")),
+    Case("push_to_hub", True, _sft("push_to_hub"), companions={"hub_model_id": "tester/tiny"}),
+    Case("hub_model_id", "tester/tiny", _sft("hub_model_id")),
+    Case("hub_private_repo", False, _sft("hub_private_repo")),
+    Case("hub_strategy", "checkpoint", lambda b: str(b.sft.hub_strategy.value), expected="checkpoint"),
     # dataloader
     Case("dataloader_num_workers", 2, _sft("dataloader_num_workers")),
     Case("remove_unused_columns", False, _sft("remove_unused_columns")),

@@ -71,3 +71,38 @@ def test_preference_pairs_are_ranked_by_each_model_with_the_reward_beside():
     as_json = pairs.as_dict()
     assert as_json["results"]["fine_tuned"]["preference"]["preference_accuracy"] == 1.0
     assert as_json["rewards"] == {"reward_accuracy": 1.0, "reward_margin": pairs.rewards.margin}
+
+
+def test_forgetting_verdicts_and_the_mitigation_commands():
+    shown = report()
+    shown.mitigation = ["lorawiz mix train.jsonl:0.65 GENERAL.jsonl:0.35 -o run-mixed.jsonl",
+                        "lorawiz train out/run/lorawiz.yaml --data run-mixed.jsonl --learning-rate 0.0001"]
+    shown.mitigation_notes = ["GENERAL.jsonl: general instruction data"]
+    lines = render_report(shown, plain=True)
+    start = lines.index("Forgetting: the fine-tuned model against the base (more than 5% worse is forgetting)")
+    assert lines[start + 1] == "benchmark\tmetric\tbase\tfine-tuned\tverdict"
+    assert "general data (wiki.jsonl)\tperplexity\t3\t3.6\tforgetting (worse by 20.0%)" in lines
+    assert "mc\tacc\t0.7000\t0.6000\tforgetting (worse by 14.3%)" in lines
+    assert "  " + shown.mitigation[1] in lines and "  (GENERAL.jsonl: general instruction data)" in lines
+
+
+def test_ab_tables_name_the_two_folders_and_the_better_side():
+    from lorawiz.eval.report import Side
+
+    results = {"A": result(2.0, 1.0, ["flood", "flood", None, "fire"], (AS_GIVEN,)),
+               "B": result(1.0, 1.2, GOLD, (AS_GIVEN,))}
+    a, b = Target("out/run-a", "base-model", True), Target("out/run-b", "base-model", True)
+    samples = [{"row": 1, "prompt": [{"role": "user", "content": "Smoke upstairs."}], "reference": "fire",
+                "A": "flood", "B": "fire"}]
+    ab = EvalReport(a, None, "val.jsonl", 4, 10, "classification", "--task", LABELS, results, samples,
+                    general_data="wiki.jsonl", sides={"A": Side(a, "run-a"), "B": Side(b, "run-b")})
+    lines = render_report(ab, plain=True)
+    assert lines[0].startswith("eval run-a (A) against run-b (B) on val.jsonl: 4 rows")
+    assert "\trun-a\trun-b\tchange" in lines and "loss\t2\t1\t-50.0%" in lines
+    assert "label\trows\trun-a P\trun-a R\trun-a F1\trun-b P\trun-b R\trun-b F1" in lines
+    assert "run-a: flood" in lines and "run-b: fire" in lines
+    assert not any("base" in line.split("\t") or "fine-tuned" in line for line in lines)
+    assert not any(line.startswith(("warning:", "forgetting check", "Forgetting:")) for line in lines)
+    assert "metric\trun-a\trun-b\tbetter" in lines and "macro-F1\t0.2500\t1\trun-b" in lines
+    assert ("verdict: run-a is better on general-data perplexity, mc acc; run-b is better on loss, perplexity, "
+            "macro-F1, accuracy.") in lines
