@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from lorawiz.errors import first_line
 from lorawiz.memory import GIB
 
 OK, WARNING, BROKEN = "ok", "warning", "broken"
@@ -161,7 +162,7 @@ def check_bitsandbytes(torch_facts: TorchFacts | None, hardware: Any) -> Check:
                          'pip install --force-reinstall "bitsandbytes>=0.50"')
         return Check("bitsandbytes 4-bit", OK, f"NF4 works on {device} (QLoRA available)")
     except Exception as exc:  # bitsandbytes raises many types when its native library does not load  # noqa: BLE001
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         return Check("bitsandbytes 4-bit", BROKEN, f"4-bit quantisation fails on {device}: {first}",
                      'pip install --force-reinstall "bitsandbytes>=0.50"')
     finally:

@@ -65,6 +65,13 @@ RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how safetensors and tokeniz
 TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?:[0-9a-f]{8}\.tmp|[a-z0-9_]{8})$")
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none: what a one-line error
+    quotes of a library's long message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def find_os_error(exc: BaseException | None) -> tuple[int, str | None] | None:
     """The errno and file name of a user-caused OS error in `exc` or in what it was raised from (`raise ... from`)."""
     seen: set[int] = set()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lorawiz.errors import LorawizError
+from lorawiz.errors import LorawizError, first_line
 
 # Short names (--dtype, precision) and torch's own names (the config's bnb_4bit_compute_dtype) -> torch attribute.
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32",
@@ -149,7 +149,7 @@ def load_model(target: Target, dtype: str = "bf16", merge: bool = False, device:
                 if merge:
                     model = model.merge_and_unload()
     except (OSError, ValueError, SafetensorError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise LorawizError(f"cannot load {target.path}: {first}",
                            hint="Check the path, the base model (--base) and your network / HF_TOKEN.") from exc
     if device:

@@ -107,7 +107,7 @@ def series_from_records(records: Iterable[Mapping[str, Any]]) -> tuple[dict[str,
     the last record per (type, step) wins, as the monitor's docstring asks of a reader."""
     last: dict[tuple[str, int], Mapping[str, Any]] = {}
     for record in records:
-        if record.get("type") in ("train", "eval") and _is_number(record.get("step")):
+        if record.get("type") in ("train", "eval") and is_number(record.get("step")):
             last[(record["type"], int(record["step"]))] = record
     train = [values for (kind, _), values in sorted(last.items(), key=lambda item: item[0][1]) if kind == "train"]
     evals = [values for (kind, _), values in sorted(last.items(), key=lambda item: item[0][1]) if kind == "eval"]
@@ -119,9 +119,9 @@ def series_from_log_history(history: Iterable[Mapping[str, Any]]) -> tuple[dict[
     entries with an eval loss are evaluations; the end-of-training summary (train_loss) is neither."""
     train, evals = [], []
     for entry in history:
-        if not _is_number(entry.get("step")):
+        if not is_number(entry.get("step")):
             continue
-        if _eval_loss_key(entry) is not None:
+        if eval_loss_key(entry) is not None:
             evals.append(entry)
         elif "loss" in entry or "learning_rate" in entry:
             train.append(entry)
@@ -138,7 +138,7 @@ def _collect(train: list[Mapping[str, Any]], evals: list[Mapping[str, Any]]) -> 
                 points.append((int(entry["step"]), float(value)))
         if points:
             series[name] = _by_step(points)
-    metric = next((key for key in map(_eval_loss_key, evals) if key), "eval_loss")
+    metric = next((key for key in map(eval_loss_key, evals) if key), "eval_loss")
     points = [(int(entry["step"]), float(entry[metric])) for entry in evals if _is_finite(entry.get(metric))]
     if points:
         series["eval_loss"] = _by_step(points)
@@ -243,16 +243,18 @@ def _read_jsonl(path: Path, notes: list[str]) -> list[dict[str, Any]] | None:
     return records
 
 
-def _eval_loss_key(entry: Mapping[str, Any]) -> str | None:
-    """"eval_loss", or the loss of a named eval set ("eval_val_loss"), as the monitor reads it."""
+def eval_loss_key(entry: Mapping[str, Any]) -> str | None:
+    """"eval_loss", or the loss of a named eval set ("eval_val_loss"): the evaluation loss of a log entry (the
+    training monitor reads it the same way)."""
     if "eval_loss" in entry:
         return "eval_loss"
     return next((key for key in entry if key.startswith("eval_") and key.endswith("_loss")), None)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A real number, not a bool."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _is_finite(value: Any) -> bool:
-    return _is_number(value) and math.isfinite(value)
+    return is_number(value) and math.isfinite(value)

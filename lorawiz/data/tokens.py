@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lorawiz.errors import LorawizError
+from lorawiz.errors import LorawizError, first_line
 
 CHARS_PER_TOKEN = 4  # English rule of thumb (OpenAI tokenizer guide); code and other languages run denser
 UNBOUNDED = 1_000_000  # transformers reports "no limit" as a huge model_max_length
@@ -46,7 +46,7 @@ def load_tokenizer(name_or_path: str, *, flag: str | None = None, trust_remote_c
         return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, cache_dir=cache_dir,
                                              **({"local_files_only": True} if offline else {}))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         where = " (the Hub is unreachable from here, and it is not in the local cache)" if offline else ""
         raise LorawizError(f"{named}: could not load a tokenizer{where} ({reason}).",
                            hint="Give a folder with tokenizer files, or a Hub model id (the Hub must be reachable; "

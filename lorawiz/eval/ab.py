@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from lorawiz.errors import LorawizError
+from lorawiz.errors import LorawizError, first_line
 from lorawiz.eval.measure import free_memory, measure_model
 from lorawiz.eval.plan import EvalRequest, data_path, holds_pairs, plan_eval, run_config_of, run_file_of
 from lorawiz.eval.report import AS_GIVEN, EvalReport, Side, sample_record
@@ -159,7 +159,7 @@ def load_adapters_on_one_base(a: Target, b: Target, dtype: str, device: str | No
             else:
                 model.load_adapter(side.path, adapter_name=role)
         except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise LorawizError(f"cannot load the adapter {side.path} on {a.base}: {first}",
                                hint="Check that the folder is a whole adapter of that base model.") from exc
     if device:

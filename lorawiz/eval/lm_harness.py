@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lorawiz.errors import LorawizError
+from lorawiz.errors import LorawizError, first_line
 
 # What loading a task's data raises when the Hub cannot be reached or the data is not there: datasets' "Couldn't
 # reach ... on the Hub" and huggingface_hub's OfflineModeIsEnabled are ConnectionErrors, a missing dataset or cache
@@ -87,7 +87,7 @@ def _offline_set() -> bool:
 
 
 def _data_error(task: str, exc: BaseException, told_offline: bool) -> LorawizError:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = first_line(exc)
     why = "HF_HUB_OFFLINE is set" if told_offline else "the Hugging Face Hub is unreachable from here"
     return LorawizError(f"--lm-eval {task}: its data is not in the local cache and {why} ({first}).",
                         hint="Run it once where the Hub is reachable (the data is then cached; unset HF_HUB_OFFLINE), "

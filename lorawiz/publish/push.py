@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lorawiz.errors import LorawizError
+from lorawiz.errors import LorawizError, first_line
 from lorawiz.ownership import CHECKPOINT
 
 # Never uploaded unless asked: lorawiz's own markers and locks, the Trainer's pickled arguments (the Hub flags
@@ -195,7 +195,7 @@ def push_run(output_dir: Path, log: Any, backend: str, say: Callable[[str], None
 
 
 def _hub_error(exc: Exception, repo_id: str) -> LorawizError:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc)
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if status in (401, 403):
         return LorawizError(f"the Hub refused the push to {repo_id} ({status}): {text}",

@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING, Any
 from transformers import TrainerCallback
 
 from lorawiz.hardware import ResourceSampler
+from lorawiz.run_history import eval_loss_key, is_number
 from lorawiz.train.state import EarlyStoppingState, RunState
 from lorawiz.views.dashboard import EVAL_SCORES, format_duration, plain_eval_line, plain_line, render_dashboard
 
@@ -183,12 +184,12 @@ class TrainMonitor(TrainerCallback):
         with self._lock:
             run = self.state
             run.step, run.epoch = state.global_step, float(state.epoch or 0)
-            if _is_number(logs.get("loss")):
+            if is_number(logs.get("loss")):
                 run.train_losses.append((state.global_step, float(logs["loss"])))
                 del run.train_losses[:-MAX_TRAIN_POINTS]
-            if _is_number(logs.get("learning_rate")):
+            if is_number(logs.get("learning_rate")):
                 run.learning_rate = float(logs["learning_rate"])
-            if _is_number(logs.get("grad_norm")):
+            if is_number(logs.get("grad_norm")):
                 run.grad_norm = float(logs["grad_norm"])
             self._update_tokens(state, logs)
             run.refresh_timing(time.monotonic())
@@ -200,14 +201,14 @@ class TrainMonitor(TrainerCallback):
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         metrics = metrics or {}
-        key = _eval_loss_key(metrics)
+        key = eval_loss_key(metrics)
         with self._lock:
             self._set_activity("saving" if control.should_save else "training")
-            if key is not None and _is_number(metrics[key]):
+            if key is not None and is_number(metrics[key]):
                 self.state.eval_metric = key
                 self.state.eval_losses.append((state.global_step, float(metrics[key])))
             self.state.eval_scores = {name: float(metrics[f"eval_{name}"]) for name in EVAL_SCORES
-                                      if _is_number(metrics.get(f"eval_{name}"))}
+                                      if is_number(metrics.get(f"eval_{name}"))}
         self._record("eval", state, metrics)
         if key is not None:
             self._emit(plain_eval_line(self.state))
@@ -243,11 +244,11 @@ class TrainMonitor(TrainerCallback):
     def _replay_history(self, history: list[dict[str, Any]]) -> None:
         """A resumed run's chart continues from the checkpoint's log history."""
         self.state.train_losses = [(int(entry["step"]), float(entry["loss"])) for entry in history
-                                   if _is_number(entry.get("loss")) and "step" in entry][-MAX_TRAIN_POINTS:]
+                                   if is_number(entry.get("loss")) and "step" in entry][-MAX_TRAIN_POINTS:]
         evals = []
         for entry in history:
-            key = _eval_loss_key(entry)
-            if key is not None and _is_number(entry[key]) and "step" in entry:
+            key = eval_loss_key(entry)
+            if key is not None and is_number(entry[key]) and "step" in entry:
                 evals.append((int(entry["step"]), float(entry[key])))
                 self.state.eval_metric = key
         self.state.eval_losses = evals
@@ -256,7 +257,7 @@ class TrainMonitor(TrainerCallback):
         """Tokens/s over the step time since the last log, from the best source that is counting."""
         if state.num_input_tokens_seen > self._last_tokens.get("trainer", 0):
             source, total = "trainer", int(state.num_input_tokens_seen)
-        elif _is_number(logs.get("num_tokens")):
+        elif is_number(logs.get("num_tokens")):
             source, total = "trl", int(logs["num_tokens"])
         else:
             self._train_time = 0.0
@@ -364,7 +365,7 @@ def _last_time_s(path: Path) -> float:
             value = json.loads(line).get("time_s")
         except (ValueError, AttributeError):
             continue
-        if _is_number(value):
+        if is_number(value):
             return float(value)
     return 0.0
 
@@ -375,17 +376,6 @@ def drop_trainer_progress(trainer: Any) -> None:
 
     for progress in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(progress)
-
-
-def _eval_loss_key(metrics: Mapping[str, Any]) -> str | None:
-    """"eval_loss", or the loss of a named eval set ("eval_val_loss")."""
-    if "eval_loss" in metrics:
-        return "eval_loss"
-    return next((key for key in metrics if key.startswith("eval_") and key.endswith("_loss")), None)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _json_value(value: Any) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from lorawiz.errors import LorawizError
+from lorawiz.errors import LorawizError, first_line
 from lorawiz.train.backends.base import LoadedModel
 
 
@@ -48,7 +48,7 @@ class HFBackend:
                 model = (AutoModelForSequenceClassification if head else AutoModelForCausalLM).from_pretrained(
                     **kwargs)
         except (OSError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise LorawizError(f"cannot load model {path}: {first}",
                                hint="Check --model (a local folder or a hub id; gated models need `hf auth "
                                     "login`).") from exc

@@ -13,7 +13,7 @@ from typing import Any
 import unsloth  # noqa: F401  (first: it patches transformers, trl and peft)
 from unsloth import FastLanguageModel
 
-from lorawiz.errors import LorawizError
+from lorawiz.errors import LorawizError, first_line
 from lorawiz.train.backends.base import LoadedModel
 
 
@@ -29,7 +29,7 @@ class UnslothBackend:
         try:
             model, tokenizer = FastLanguageModel.from_pretrained(**kwargs)
         except (OSError, ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise LorawizError(f"unsloth cannot load {path}: {first}", hint="Try --backend hf.") from exc
         notes = []
         if tokenizer.pad_token is None:
