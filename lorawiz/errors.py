@@ -60,7 +60,7 @@ class ProblemsError(LorawizError):
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 USER_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.EEXIST}) | DISK_FULL
 RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how safetensors and tokenizers (Rust) report an io error
-# Atomic writes create `.NAME.XXXXXXXX.tmp` (data/writers.py) or `.NAME.XXXXXXXX` (tempfile.mkdtemp, merge) beside
+# Atomic writes create `.NAME.XXXXXXXX.tmp` files and `.NAME.XXXXXXXX` folders (data/writers.py; merge, export) beside
 # NAME: a message names NAME, the path the user gave.
 TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?:[0-9a-f]{8}\.tmp|[a-z0-9_]{8})$")
 

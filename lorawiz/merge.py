@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from lorawiz import __version__
-from lorawiz.data.writers import normal_permissions
+from lorawiz.data.writers import create_temp_folder, normal_permissions
 from lorawiz.errors import LorawizError
 from lorawiz.models import describe_target, load_model, load_tokenizer_for
 from lorawiz.ownership import check_merge_output, hold_lock, merge_lock, write_merge_marker
@@ -88,8 +87,9 @@ def _merge(target, output: Path, dtype: str, max_shard_size: str, existed: bool)
     if need > free:
         raise LorawizError(f"not enough disk at {output.parent}: the merged model needs {need / 2**30:.1f} GiB, "
                            f"{free / 2**30:.1f} GiB are free.", hint="Free some space or write elsewhere with -o.")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    names: list[str] = []  # the temporary folder's name is known before it exists: Ctrl-C at any moment removes it
     try:
+        tmp = create_temp_folder(output, names)
         merged.save_pretrained(tmp, max_shard_size=max_shard_size)
         tokenizer.save_pretrained(tmp)
         written = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
@@ -107,7 +107,8 @@ def _merge(target, output: Path, dtype: str, max_shard_size: str, existed: bool)
         else:
             os.replace(tmp, output)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if names:
+            shutil.rmtree(names[-1], ignore_errors=True)
         raise
     normal_permissions(output, weights_only=False)  # mkdtemp and safetensors make them owner-only
     return MergeReport(output, target.base, dtype, diff, tolerance, written)

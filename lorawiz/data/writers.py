@@ -45,6 +45,20 @@ def atomic_output(path: str | Path, overwrite: bool = False, flag: str = "--over
         raise
 
 
+def create_temp_folder(path: Path, names: list[str], suffix: str = "") -> Path:
+    """A new, empty folder `.NAME.XXXXXXXX` beside `path`, its name appended to `names` before it is created (so that
+    a Ctrl-C between its creation and the caller's cleanup cannot leave it: the caller removes names[-1] in its
+    `except`/`finally`, entered before this is called)."""
+    for _ in range(100):
+        names.append(str(path.with_name(f".{path.name}.{secrets.token_hex(4)}{suffix}")))
+        try:
+            os.mkdir(names[-1], 0o700)  # owner-only while it is written, as mkdtemp's; the caller sets the rest
+            return Path(names[-1])
+        except FileExistsError:
+            names.pop()  # somebody else's folder: never removed
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
 def _create_temp(path: Path, names: list[str]) -> int:
     """A new file beside `path`, with the permissions the umask gives (mkstemp's would be owner-only); its name is
     appended to `names` before it is created."""

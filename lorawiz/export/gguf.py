@@ -14,13 +14,13 @@ import importlib.util
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from lorawiz import __version__
 from lorawiz.data.tokens import load_tokenizer
+from lorawiz.data.writers import create_temp_folder
 from lorawiz.errors import LorawizError
 from lorawiz.export.check import TOLERANCE, check_gguf
 from lorawiz.export.llamacpp import (
@@ -134,11 +134,13 @@ def export_gguf(source: str | Path, output: str | Path, *, quant: str = "q8_0", 
         existed = {path: path.exists() for path in (output, modelfile_for(output))}
         # absolute: the converter runs in the llama.cpp folder, and transformers would read a relative gguf_file
         # from the current folder (where a previous export of that name may lie)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)).absolute()
+        names: list[str] = []  # the temporary folder's name is known before it exists: Ctrl-C removes it
         try:
+            tmp = create_temp_folder(output.absolute(), names, suffix=".tmp")
             return _export(target, str(source), output, tmp, quant, dtype, llama, quantiser, check, existed, say)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if names:
+                shutil.rmtree(names[-1], ignore_errors=True)
 
 
 def _export(target: Target, source: str, output: Path, tmp: Path, quant: str, dtype: str, llama: LlamaCpp,
