@@ -45,7 +45,9 @@ def vllm_hint(folder: Path, base: str | None = None) -> ServingHint | None:
     except (OSError, ValueError):
         return None
     base = base or config.get("base_model_name_or_path") or "BASE_MODEL"
-    rank = max([int(config.get("r") or 8), *map(int, (config.get("rank_pattern") or {}).values())])
+    r = config.get("r")
+    ranks = [8 if r is None else int(r), *map(int, (config.get("rank_pattern") or {}).values())]  # peft's default r: 8
+    rank = max(ranks)
     problems = []
     if config.get("use_dora"):
         problems.append("it uses DoRA, which vLLM does not serve")
